@@ -1,0 +1,29 @@
+# Two commands do all set-up: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-unit lint lab-up lab-down clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(VENV)/bin/draas demo
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-unit: setup
+	$(VENV)/bin/pytest -m unit
+
+lint: setup
+	$(VENV)/bin/ruff check draas lab flows tasks blocks deployments tests
+
+lab-up: setup
+	$(VENV)/bin/draas lab up
+
+lab-down:
+	$(VENV)/bin/draas lab down
+
+clean:
+	rm -rf build .lab $(VENV)

@@ -1,0 +1,1 @@
+"""Prefect blocks: endpoints and credentials, each with get_client()."""

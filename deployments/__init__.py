@@ -1,0 +1,1 @@
+"""Per-tenant deployments, schedules and the webhook gateway."""

@@ -1,0 +1,1 @@
+"""DR-as-a-Service orchestrator core: models, validation, planning, state, clients, reports."""

@@ -1,0 +1,83 @@
+"""The `draas` command: lab control, config validation, planning, and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="DR-as-a-Service orchestrator on Prefect.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+lab_app = typer.Typer(help="The embedded lab: vCenters, Cisco devices, replication manager, DNS, service desk.",
+                      no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+console = Console()
+
+LabDirOption = typer.Option(None, "--lab-dir", help="Lab directory (default $DRAAS_LAB_DIR or ./.lab).")
+
+
+@lab_app.command("up")
+def lab_up(lab_dir: Optional[Path] = LabDirOption,
+           config: Optional[Path] = typer.Option(None, "--config", help="Lab config (default configs/lab.yaml).")) -> None:
+    """Start every simulator (or report the running lab) and write the state file."""
+    from lab import launcher
+    from lab.process import LabStartError
+
+    try:
+        state = launcher.up(lab_dir=lab_dir, config_path=config)
+    except LabStartError as exc:
+        console.print(f"[red]lab up failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"lab is up; state file: {Path(state.lab_dir) / 'state.json'}")
+    _print_status(lab_dir)
+
+
+@lab_app.command("down")
+def lab_down(lab_dir: Optional[Path] = LabDirOption) -> None:
+    """Stop every lab process; leaves no process and no listening port behind."""
+    from lab import launcher
+
+    pids = launcher.down(lab_dir=lab_dir)
+    console.print(f"lab is down ({len(pids)} process groups stopped)")
+
+
+@lab_app.command("status")
+def lab_status(lab_dir: Optional[Path] = LabDirOption) -> None:
+    """Show each lab component, its process and endpoint."""
+    try:
+        _print_status(lab_dir)
+    except FileNotFoundError as exc:
+        console.print(str(exc))
+        raise typer.Exit(1) from None
+
+
+def _print_status(lab_dir: Optional[Path]) -> None:
+    from lab import launcher
+
+    table = Table("component", "pid", "alive", "endpoint")
+    for row in launcher.status(lab_dir=lab_dir):
+        table.add_row(row["component"], str(row["pid"]), "yes" if row["alive"] else "NO", row["endpoint"])
+    console.print(table)
+
+
+@app.command("demo")
+def demo(lab_dir: Optional[Path] = LabDirOption,
+         keep_lab: bool = typer.Option(False, "--keep-lab", help="Leave the lab running afterwards.")) -> None:
+    """The main job on the embedded lab: start it, run the product against it, stop it."""
+    from draas import demo as demo_mod
+
+    raise typer.Exit(demo_mod.run(lab_dir=lab_dir, keep_lab=keep_lab, console=console))
+
+
+# --- configuration commands (validate, plan) ---
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapters to external systems; no Prefect imports here."""

@@ -1,0 +1,1 @@
+"""Pydantic models: tenant configuration, tier catalog, plans and step results."""

@@ -1,0 +1,1 @@
+"""Planning calculators: recovery waves, journal sizing, retention, achievable RPO."""

@@ -1,0 +1,1 @@
+"""Rendering of DR plans and DR test reports."""

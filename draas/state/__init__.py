@@ -1,0 +1,1 @@
+"""State store (sqlmodel): tenants, provisioned objects, runs, drill results, audit log."""

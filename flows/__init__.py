@@ -1,0 +1,1 @@
+"""Prefect flows: thin runbooks over tasks."""

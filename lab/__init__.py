@@ -1,0 +1,1 @@
+"""The lab: local simulators of every external system, and their launcher."""

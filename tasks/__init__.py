@@ -1,0 +1,1 @@
+"""Prefect tasks: one external side effect each, idempotent, retrying transient errors only."""

@@ -1,0 +1,26 @@
+"""Retry policy shared by every task: retry transient errors only, with backoff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from draas.errors import is_transient
+
+#: Backoff between retries (seconds); short because the lab is local, raised in deployments.
+RETRY_DELAYS: list[float] = [1, 2, 5]
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn`` for Prefect tasks: True only for TransientError (or caused by one)."""
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - we classify, then Prefect re-raises
+        return is_transient(exc)
+    return False
+
+
+RETRY_POLICY: dict[str, Any] = {
+    "retries": len(RETRY_DELAYS),
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_condition_fn": retry_transient,
+}

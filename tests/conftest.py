@@ -1,0 +1,50 @@
+"""Session-wide fixtures: one lab and one Prefect harness per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Prefect settings must be in the environment before prefect is imported anywhere.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/<layer>/ get the <layer> marker so `-m unit` etc. select them."""
+    for item in items:
+        layer = Path(str(item.fspath)).relative_to(PROJECT_ROOT / "tests").parts[0]
+        if layer in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lab")
+
+
+@pytest.fixture(scope="session")
+def lab(lab_dir: Path) -> Iterator["LabState"]:  # noqa: F821
+    """The whole lab, started once per session; a missing simulator is a setup error."""
+    from lab import launcher
+
+    state = launcher.up(lab_dir=lab_dir)
+    os.environ["DRAAS_LAB_DIR"] = str(lab_dir)
+    try:
+        yield state
+    finally:
+        launcher.down(lab_dir)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server per session (it takes ~18 s to start here)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
