@@ -1,0 +1,148 @@
+"""Service desk tasks: open change records and incidents, add work notes, resolve, notify.
+
+Records are found again by their ``correlation_id``, so a retried or re-run step updates the
+record it opened the first time instead of opening another one. Caching is off: every run
+checks the service desk afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+
+from blocks.servicedesk import ServiceDeskCredentials
+from draas.clients.servicedesk import (
+    CHANGE_REQUEST,
+    INCIDENT,
+    ChangeRequestCreate,
+    IncidentCreate,
+    Notification,
+    ServiceDeskClient,
+    ServiceDeskRecord,
+    ServiceDeskRecordNotFound,
+    Table,
+)
+from draas.models.results import StepResult
+from tasks.common import RETRY_POLICY
+
+
+def _detail(record: ServiceDeskRecord) -> dict[str, str]:
+    return {"table": record.table, "sys_id": record.sys_id, "number": record.number, "state": record.state,
+            "correlation_id": record.correlation_id}
+
+
+def _find(client: ServiceDeskClient, table: Table, correlation_id: str) -> ServiceDeskRecord:
+    record = client.find_by_correlation_id(table, correlation_id)
+    if record is None:
+        raise ServiceDeskRecordNotFound(f"no {table} with correlation_id {correlation_id!r}")
+    return record
+
+
+def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger, or a module logger when called through ``.fn()`` outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def open_change_record(credentials: ServiceDeskCredentials, change: ChangeRequestCreate,
+                       dry_run: bool = False) -> StepResult:
+    """Open a change record for ``change.correlation_id`` unless one exists already."""
+    if not change.correlation_id:
+        raise ValueError("open_change_record needs a correlation_id (it makes the step idempotent)")
+    result = StepResult(step="open_change_record", target=change.correlation_id, dry_run=dry_run)
+    with credentials.get_client() as client:
+        found = client.find_change_request(change.correlation_id)
+        if found is not None:
+            return result.done(changed=False, detail=_detail(found))
+        if dry_run:
+            return result.done(changed=True, diff=[f"+ change_request {change.short_description!r}"])
+        record = client.create_change_request(change)
+    _log().info("opened change %s for %s", record.number, change.correlation_id)
+    return result.done(changed=True, diff=[f"+ change_request {record.number}"], detail=_detail(record))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def open_incident(credentials: ServiceDeskCredentials, incident: IncidentCreate,
+                  dry_run: bool = False) -> StepResult:
+    """Open an incident for ``incident.correlation_id`` unless one exists already."""
+    if not incident.correlation_id:
+        raise ValueError("open_incident needs a correlation_id (it makes the step idempotent)")
+    result = StepResult(step="open_incident", target=incident.correlation_id, dry_run=dry_run)
+    with credentials.get_client() as client:
+        found = client.find_incident(incident.correlation_id)
+        if found is not None:
+            return result.done(changed=False, detail=_detail(found))
+        if dry_run:
+            return result.done(changed=True, diff=[f"+ incident {incident.short_description!r}"])
+        record = client.create_incident(incident)
+    _log().info("opened incident %s for %s", record.number, incident.correlation_id)
+    return result.done(changed=True, diff=[f"+ incident {record.number}"], detail=_detail(record))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def add_work_note(credentials: ServiceDeskCredentials, correlation_id: str, note: str,
+                  table: Table = INCIDENT, dry_run: bool = False) -> StepResult:
+    """Append ``note`` to the record's work notes unless the same note is there already.
+
+    Put something unique in the note (a run id, a step name) when the same text may
+    legitimately be written twice.
+    """
+    result = StepResult(step="add_work_note", target=f"{table}:{correlation_id}", dry_run=dry_run)
+    with credentials.get_client() as client:
+        record = _find(client, table, correlation_id)
+        if any(n.value.strip() == note.strip() for n in client.work_notes(table, record.sys_id)):
+            return result.done(changed=False, detail=_detail(record))
+        if not dry_run:
+            record = client.add_work_note(table, record.sys_id, note)
+    return result.done(changed=True, diff=[f"+ work note on {record.number}"], detail=_detail(record))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def resolve_incident(credentials: ServiceDeskCredentials, correlation_id: str, close_notes: str,
+                     close_code: str = "Solved (Permanently)", dry_run: bool = False) -> StepResult:
+    """Resolve the incident opened for ``correlation_id``; no-op when it is resolved or closed."""
+    result = StepResult(step="resolve_incident", target=f"{INCIDENT}:{correlation_id}", dry_run=dry_run)
+    with credentials.get_client() as client:
+        record = _find(client, INCIDENT, correlation_id)
+        incident = client.get_incident(record.sys_id)
+        if incident.is_resolved:
+            return result.done(changed=False, detail=_detail(incident))
+        if not dry_run:
+            incident = client.resolve_incident(incident.sys_id, close_notes, close_code)
+            _log().info("resolved incident %s", incident.number)
+    return result.done(changed=True, diff=[f"~ {incident.number} state -> resolved"], detail=_detail(incident))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def close_change_record(credentials: ServiceDeskCredentials, correlation_id: str, close_notes: str,
+                        close_code: str = "successful", dry_run: bool = False) -> StepResult:
+    """Close the change record opened for ``correlation_id``; no-op when it is closed already."""
+    result = StepResult(step="close_change_record", target=f"{CHANGE_REQUEST}:{correlation_id}", dry_run=dry_run)
+    with credentials.get_client() as client:
+        record = _find(client, CHANGE_REQUEST, correlation_id)
+        change = client.get_change_request(record.sys_id)
+        if change.is_closed:
+            return result.done(changed=False, detail=_detail(change))
+        if not dry_run:
+            change = client.close_change_request(change.sys_id, close_notes, close_code)
+            _log().info("closed change %s (%s)", change.number, close_code)
+    return result.done(changed=True, diff=[f"~ {change.number} state -> closed"], detail=_detail(change))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def send_notification(credentials: ServiceDeskCredentials, notification: Notification,
+                      dry_run: bool = False) -> StepResult:
+    """Send a plain notification on the configured channels (at least once: a retry may repeat it)."""
+    result = StepResult(step="send_notification", target=notification.event, dry_run=dry_run)
+    if dry_run:
+        return result.done(changed=True, diff=[f"+ notification {notification.subject!r}"])
+    with credentials.get_notifier() as notifier:
+        receipt = notifier.send(notification)
+    return result.done(changed=True, diff=[f"+ notification {notification.subject!r}"],
+                       detail=receipt.model_dump(mode="json"))
