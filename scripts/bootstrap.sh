@@ -33,6 +33,5 @@ fi
 if [ ! -x build/vcsim ] || [ lab/vcsim/main.go -nt build/vcsim ]; then
   echo "bootstrap: building vcsim (about 20 s)"
   mkdir -p build
-  GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS=-mod=mod go build -o build/vcsim ./lab/vcsim/main.go 2>&1 \
-    || GOPATH=/usr/share/gocode GO111MODULE=off go build -o build/vcsim ./lab/vcsim/main.go
+  GOPATH=/usr/share/gocode GO111MODULE=off go build -o build/vcsim ./lab/vcsim/main.go
 fi
