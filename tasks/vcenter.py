@@ -113,6 +113,18 @@ def clone_vm(credentials: VCenterCredentials, source: str, name: str, folder: st
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def create_vm(credentials: VCenterCredentials, name: str, folder: str, network: str,
+              guest_os: Literal["windows", "linux"] = "linux", cpus: int = 2, memory_mb: int = 4096,
+              disk_gb: int = 40, resource_pool: str | None = None, datastore: str | None = None,
+              power_on: bool = False, marks: Marks | None = None, dry_run: bool = False) -> StepResult:
+    """Make the VM ``folder/name`` exist (a new appliance VM on ``network``)."""
+    return _run("create_vm", f"{folder}/{name}", credentials, dry_run,
+                lambda c: c.create_vm(name, folder=folder, network=network, guest_os=guest_os, cpus=cpus,
+                                      memory_mb=memory_mb, disk_gb=disk_gb, resource_pool=resource_pool,
+                                      datastore=datastore, power_on=power_on, marks=marks, dry_run=dry_run))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def relocate_vm(credentials: VCenterCredentials, vm: str, resource_pool: str | None = None,
                 datastore: str | None = None, host: str | None = None, dry_run: bool = False) -> StepResult:
     """Move a VM to another resource pool, datastore or host (only what differs)."""

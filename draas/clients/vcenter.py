@@ -1024,6 +1024,63 @@ class VCenterClient:
         return VCenterChange(changed=bool(changes), action="clone_vm", dry_run=dry_run,
                              object=self._ref("vm", target, vm), changes=changes)
 
+    def _nic_backing(self, network: str, target: Any) -> Any:
+        """The NIC backing that attaches a card to ``target`` (a DV port group or a network)."""
+        if isinstance(target, vim.dvs.DistributedVirtualPortgroup):
+            pg = self._props([target], vim.dvs.DistributedVirtualPortgroup,
+                             ["key", "config.distributedVirtualSwitch"])[0][1]
+            uuid = self._prop(pg["config.distributedVirtualSwitch"], vim.DistributedVirtualSwitch, "uuid")
+            return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
+                port=vim.dvs.PortConnection(switchUuid=uuid, portgroupKey=pg["key"]))
+        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=network, network=target)
+
+    @_dry_run_tolerant
+    def create_vm(self, name: str, *, folder: str, network: str, guest_os: Literal["windows", "linux"] = "linux",
+                  cpus: int = 2, memory_mb: int = 4096, disk_gb: int = 40, resource_pool: str | None = None,
+                  cluster: str | None = None, datastore: str | None = None, power_on: bool = False,
+                  marks: Marks | None = None, dry_run: bool = False) -> VCenterChange:
+        """Create a new VM ``folder/name`` (one thin disk, one vmxnet3 NIC on ``network``).
+
+        Used for appliances the product deploys itself (process servers, master targets);
+        an existing VM of that name is left as it is (``changed=False``).
+        """
+        with self._calling(f"create VM {name!r} in {folder!r}"):
+            dest = self._folder(folder)[0]
+            target = "/".join(split_path(folder) + [name])
+            existing = self._children(dest, vim.VirtualMachine).get(name, [])
+            changes: list[str] = []
+            if existing:
+                vm = existing[0]
+            else:
+                changes.append(f"+ VM {target} ({guest_os}, {cpus} vCPU, {memory_mb} MB, {disk_gb} GB) on {network}")
+                if dry_run:
+                    return VCenterChange(changed=True, action="create_vm", dry_run=True, changes=changes)
+                pool = self._pool(resource_pool, cluster)
+                ds_name = datastore or self._prop(
+                    self._cluster(cluster), vim.ClusterComputeResource, "datastore")[0].name
+                dev = vim.vm.device
+                devices = [
+                    dev.VirtualDeviceSpec(operation="add", device=dev.ParaVirtualSCSIController(
+                        key=-100, busNumber=0, sharedBus="noSharing")),
+                    dev.VirtualDeviceSpec(operation="add", fileOperation="create", device=dev.VirtualDisk(
+                        key=-101, controllerKey=-100, unitNumber=0, capacityInKB=disk_gb * 1024 * 1024,
+                        backing=dev.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True,
+                                                                    fileName=""))),
+                    dev.VirtualDeviceSpec(operation="add", device=dev.VirtualVmxnet3(
+                        key=-102, addressType="generated", backing=self._nic_backing(network, self._network(network)),
+                        connectable=dev.VirtualDevice.ConnectInfo(startConnected=True, connected=True,
+                                                                  allowGuestControl=True))),
+                ]
+                guest_id = "windows2019srv_64Guest" if guest_os == "windows" else "otherLinux64Guest"
+                spec = vim.vm.ConfigSpec(name=name, guestId=guest_id, numCPUs=cpus, memoryMB=memory_mb,
+                                         files=vim.vm.FileInfo(vmPathName=f"[{ds_name}]"), deviceChange=devices)
+                vm = self._wait(dest.CreateVM_Task(config=spec, pool=pool), f"create VM {target!r}")
+            changes += self._mark(vm, marks, dry_run)
+            if power_on:
+                changes += self._power(vm, target, "poweredOn", dry_run)
+        return VCenterChange(changed=bool(changes), action="create_vm", dry_run=dry_run,
+                             object=self._ref("vm", target, vm), changes=changes)
+
     @_dry_run_tolerant
     def relocate_vm(self, name: str, *, resource_pool: str | None = None, datastore: str | None = None,
                     host: str | None = None, cluster: str | None = None, dry_run: bool = False) -> VCenterChange:
@@ -1135,15 +1192,7 @@ class VCenterClient:
             label = getattr(card.deviceInfo, "label", None) or card.key
             changes = [f"~ {name} NIC {nic} ({label}): {current} -> {network}"]
             if not dry_run:
-                if isinstance(target, vim.dvs.DistributedVirtualPortgroup):
-                    pg = self._props([target], vim.dvs.DistributedVirtualPortgroup,
-                                     ["key", "config.distributedVirtualSwitch"])[0][1]
-                    uuid = self._prop(pg["config.distributedVirtualSwitch"], vim.DistributedVirtualSwitch, "uuid")
-                    card.backing = vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
-                        port=vim.dvs.PortConnection(switchUuid=uuid, portgroupKey=pg["key"]))
-                else:
-                    card.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(
-                        deviceName=network, network=target)
+                card.backing = self._nic_backing(network, target)
                 spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="edit", device=card)])
                 self._wait(vm.ReconfigVM_Task(spec), f"move NIC of {name!r} to {network!r}")
         return VCenterChange(changed=True, action="move_vm_nic", object=ref, changes=changes, dry_run=dry_run)
