@@ -75,6 +75,37 @@ def demo(lab_dir: Optional[Path] = LabDirOption,
 # --- configuration commands (validate, plan) ---
 
 
+@app.command("validate")
+def validate(paths: Optional[list[Path]] = typer.Argument(
+        None, help="Tenant files or config directories (default: configs/).")) -> None:
+    """Validate tenant configs and the tier catalog: one line per problem, exit 1 if any."""
+    from draas.validation import validate_paths
+
+    problems = validate_paths(paths or None)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) found", err=True)
+        raise typer.Exit(1)
+    typer.echo("configuration is valid")
+
+
+@app.command("plan")
+def plan(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id (configs/tenants/<id>.yaml)."),
+         config_dir: Optional[Path] = typer.Option(None, "--config-dir", help="Default: configs/.")) -> None:
+    """Print a tenant's recovery waves, journal sizing and achievable RPO."""
+    from draas.planning.report import print_plan
+    from draas.validation import ConfigInvalid, load_tenant
+
+    try:
+        model = load_tenant(tenant, config_dir)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem))
+        raise typer.Exit(1) from None
+    print_plan(model, console)
+
+
 def main() -> None:
     app()
 

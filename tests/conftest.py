@@ -48,3 +48,15 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator["PostgresServer"]:  # noqa: F821 - tests/postgres.py
+    """A real PostgreSQL (Debian packages) for the session; failing to start is an error."""
+    from postgres import PostgresServer  # tests/postgres.py; pytest puts tests/ on sys.path
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
