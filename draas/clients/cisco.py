@@ -190,11 +190,16 @@ class _MaskConfigSecrets(logging.Filter):
     netmiko itself hides only the login password and enable secret.
     """
 
+    @staticmethod
+    def _mask(text: str) -> str:
+        # netmiko also logs the regex it waits for: a secret appears there regex-escaped.
+        return mask_secrets(re.sub(r"\\(.)", r"\1", text) if "\\" in text else text)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = mask_secrets(record.msg)
+            record.msg = self._mask(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(mask_secrets(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(self._mask(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 
@@ -368,6 +373,17 @@ class CiscoClient:
         """The running config as a tree."""
         return parse_config(self.running_config(context))
 
+    def context_exists(self, context: str) -> bool:
+        """True when the ASA's system context defines ``context``."""
+        tree = self.running_tree("system")
+        return any(top.text == f"context {context}" for top in tree.children)
+
+    def _running_tree_if_context(self, context: str | None) -> ConfigNode | None:
+        """The running tree, or None when ``context`` is an ASA context that does not exist."""
+        if context not in (None, "system") and not self.context_exists(context):
+            return None
+        return self.running_tree(context)
+
     def startup_tree(self, context: str | None = None) -> ConfigNode:
         return parse_config(self.show("show startup-config", context))
 
@@ -396,7 +412,12 @@ class CiscoClient:
             CiscoPushInterrupted: the session dropped during the push (transient).
         """
         candidate = parse_config(config)
-        before = self.running_tree(context)
+        before = self._running_tree_if_context(context) if dry_run else None
+        if before is None and dry_run:
+            # The context is created by an earlier step of the same change: all of it is new.
+            before = parse_config("")
+        elif before is None:
+            before = self.running_tree(context)
         diff = missing(candidate, before)
         cmds = commands(diff)
         change = ConfigChange(device=self.params.label, context=context, operation="apply",
@@ -421,7 +442,11 @@ class CiscoClient:
             CiscoPushInterrupted: the session dropped during the push (transient).
         """
         block = parse_config(config)
-        before = self.running_tree(context)
+        running = self._running_tree_if_context(context)
+        if running is None:
+            # The whole context is gone, and with it everything that was to be removed.
+            return ConfigChange(device=self.params.label, context=context, operation="remove", dry_run=dry_run)
+        before = running
         diff = removals(block, before)
         cmds = commands(diff, negate_leaves=True)
         change = ConfigChange(device=self.params.label, context=context, operation="remove",
