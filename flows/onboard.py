@@ -1,0 +1,209 @@
+"""The ``onboard-tenant`` flow: from a tenant's YAML file to a tenant the provider can protect.
+
+Runbook, top to bottom:
+
+1. validate the tenant's config (and its overlaps with every other tenant);
+2. check the service definition's prerequisites (IPsec firewall, static public peer, latency,
+   authorised persons, bandwidth);
+3. record the tenant in the state store;
+4. create its Secret blocks (webhook signing key, IPsec PSK) where absent;
+5. open the onboarding change record in the service desk (correlation id ``onboard-<tenant>``);
+6. generate the DR Plan (Markdown and HTML files, state store, ``dr-plan-<tenant>`` artifact).
+
+Every step is idempotent: a second run reports ``changed=False`` for all of them (the change
+record is found again, secrets are kept, the plan is not rewritten when nothing changed).
+
+Bad input changes nothing: validation runs before anything is written. A rejected request
+leaves exactly one audit entry (outcome ``rejected``, with the problems) and no flow run,
+step, tenant, secret, change record or report. Once the config is valid the run is recorded
+(``flow_runs``, ``steps``) with audit entries ``accepted`` and then ``succeeded`` or
+``failed``; a failure marks the run Failed with the error and re-raises it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID, uuid4
+
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from draas.clients.servicedesk import ChangeRequestCreate
+from draas.models.results import StepResult
+from draas.models.tenant import TenantConfig
+from draas.site import Site
+from draas.state.store import StateStore
+from draas.validation import ConfigInvalid
+from tasks.servicedesk import open_change_record
+from tasks.tenant import (
+    TENANT_ID,
+    check_tenant_prerequisites,
+    ensure_tenant_secrets,
+    record_tenant,
+    validate_tenant_config,
+    write_dr_plan,
+)
+
+FLOW_NAME = "onboard-tenant"
+ACTION = "onboard_tenant"
+STEPS = ("validate_tenant_config", "check_tenant_prerequisites", "record_tenant",
+         "ensure_tenant_secrets", "open_change_record", "write_dr_plan")
+
+
+class OnboardResult(BaseModel):
+    """What an onboarding run did."""
+
+    tenant: str
+    run_id: str
+    changed: bool
+    """True when any step changed something (False on a re-run with nothing new)."""
+    change_number: str | None
+    dr_plan_markdown: str
+    dr_plan_html: str
+    steps: list[StepResult]
+
+
+class _Progress:
+    """The run's progress artifact, advanced once per finished step."""
+
+    def __init__(self, tenant: str) -> None:
+        self.done = 0
+        # Called from a sync flow, so this is the UUID, not a coroutine.
+        self.id = cast(UUID, create_progress_artifact(
+            progress=0.0, key=f"onboard-{tenant}-progress", description=f"Onboarding {tenant}: started"))
+
+    def advance(self, step: str) -> None:
+        self.done += 1
+        update_progress_artifact(self.id, progress=100.0 * self.done / len(STEPS),
+                                 description=f"{self.done}/{len(STEPS)}: {step} done")
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _change_request(tenant: TenantConfig) -> ChangeRequestCreate:
+    site = tenant.protected_site
+    return ChangeRequestCreate(
+        short_description=f"Onboard DRaaS tenant {tenant.display_name} ({tenant.id})"[:160],
+        description=(f"Onboard {tenant.display_name} to the DRaaS service: {tenant.network.tier} container, "
+                     f"{len(tenant.machines)} protected machine(s) in {len(tenant.protection_groups)} "
+                     f"protection group(s), protected site {site.name}."),
+        type="standard",
+        implementation_plan="onboard-tenant flow: validate config, check prerequisites, record tenant, "
+                            "issue tenant secrets, generate the DR plan; then preprovision-container.",
+        backout_plan="offboard-tenant flow removes everything the product created for the tenant.",
+        correlation_id=f"onboard-{tenant.id}",
+        correlation_display="draas onboard-tenant",
+    )
+
+
+def _summary(tenant: str, run_id: str, steps: list[StepResult], error: BaseException | None = None) -> str:
+    """The run's closing markdown artifact: each step, what it changed, and the outcome."""
+    lines = [f"# Onboarding {tenant}: {'failed' if error else 'done'}", "", f"Flow run `{run_id}`", ""]
+    if error is not None:
+        lines += ["## Error", "", "```", _error(error), "```", ""]
+    lines += ["## Steps", "", "| # | Step | Changed | Seconds | Changes |", "|---|---|---|---|---|"]
+    for i, s in enumerate(steps, start=1):
+        changes = "<br>".join(d.replace("|", "\\|") for d in s.diff) or "none"
+        lines.append(f"| {i} | {s.step} | {'yes' if s.changed else 'no'} | {s.seconds:.2f} | {changes} |")
+    by_name = {s.step: s for s in steps}
+    if prereq := by_name.get("check_tenant_prerequisites"):
+        lines += ["", "## Prerequisites", "", "| Check | Value | Requirement |", "|---|---|---|"]
+        for name, check in prereq.detail.items():
+            value = check["value"]
+            if isinstance(value, dict):  # latency: show the number and where it came from
+                value = f"{value.get('median_ms')} ms ({value.get('source')})"
+            elif isinstance(value, list):
+                value = ", ".join(map(str, value))
+            lines.append(f"| {name} | {value} | {check['requirement']} |")
+    if sec := by_name.get("ensure_tenant_secrets"):
+        lines += ["", "## Secret blocks", ""]
+        lines += [f"- `{n}`: {'created' if n in sec.detail['created'] else 'kept (existed)'}"
+                  for n in sec.detail["blocks"].values()]
+    if change := by_name.get("open_change_record"):
+        lines += ["", f"Change record: **{change.detail.get('number', '?')}** (`{change.target}`)"]
+    if plan := by_name.get("write_dr_plan"):
+        lines += ["", (f"DR plan: `{plan.detail['markdown']}`, `{plan.detail['html']}` "
+                       f"(config digest {plan.detail['config_digest']})")]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name=FLOW_NAME)
+def onboard_tenant(tenant: str, requested_by: str = "operator", channel: str = "ui",
+                   config_dir: str | None = None, output_dir: str = "out") -> OnboardResult:
+    """Onboard ``tenant`` (its id in ``<config_dir>/tenants/<tenant>.yaml``).
+
+    Args:
+        tenant: the tenant id.
+        requested_by: who asked (recorded in the audit log).
+        channel: how they asked: ui, cli, webhook, schedule, api, service-desk.
+        config_dir: directory with tenants/ and tiers.yaml (default ``$DRAAS_CONFIG_DIR`` or configs/);
+            a site.yaml there is used instead of the default site file.
+        output_dir: where ``<tenant>/dr-plan.md`` and ``.html`` are written.
+
+    Raises:
+        ConfigInvalid: the config does not validate; nothing but the audit entry was written.
+        TenantPrerequisitesFailed: prerequisites not met; the run is recorded Failed.
+    """
+    run_id = flow_run.id or str(uuid4())  # no flow run id only when called through ``.fn()``
+    store = StateStore()
+    parameters = {"tenant": tenant, "requested_by": requested_by, "channel": channel,
+                  "config_dir": config_dir, "output_dir": output_dir}
+
+    def audit(outcome: str, detail: dict[str, Any] | None = None) -> None:
+        store.audit(actor=requested_by, action=ACTION, channel=channel, outcome=outcome,
+                    tenant_id=tenant if TENANT_ID.fullmatch(tenant) else None, run_id=run_id,
+                    detail={"tenant": tenant, **(detail or {})})
+
+    try:
+        valid = validate_tenant_config(tenant, config_dir)
+    except Exception as exc:
+        outcome = "rejected" if isinstance(exc, ConfigInvalid) else "failed"
+        problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigInvalid) else []
+        audit(outcome, {"error": _error(exc), "problems": problems})
+        create_markdown_artifact(markdown=f"# Onboarding {tenant}: {outcome}\n\n```\n{_error(exc)}\n```\n",
+                                 description="Validation did not pass; nothing was changed.")
+        raise
+
+    store.start_run(run_id, flow=FLOW_NAME, tenant_id=tenant, kind="onboard", parameters=parameters)
+    audit("accepted")
+    progress = _Progress(tenant)
+    steps: list[StepResult] = []
+
+    def finished(step: StepResult) -> StepResult:
+        store.record_step(run_id, step)
+        steps.append(step)
+        progress.advance(step.step)
+        return step
+
+    try:
+        finished(valid.step)
+        finished(check_tenant_prerequisites(valid.tenant))
+        finished(record_tenant(valid.tenant))
+        finished(ensure_tenant_secrets(valid.tenant))
+        site_file = Path(config_dir) / "site.yaml" if config_dir else None
+        servicedesk = Site.load(site_file if site_file and site_file.is_file() else None).servicedesk_block()
+        change = finished(open_change_record(servicedesk, _change_request(valid.tenant)))
+        plan = finished(write_dr_plan(valid.tenant, valid.catalog, output_dir, run_id))
+    except Exception as exc:
+        store.finish_run(run_id, state="Failed", outcome="failure", error=_error(exc))
+        audit("failed", {"error": _error(exc), "failed_after": steps[-1].step if steps else None})
+        create_markdown_artifact(markdown=_summary(tenant, run_id, steps, exc), key=f"onboard-{tenant}",
+                                 description=f"Onboarding {tenant} failed")
+        raise
+
+    store.finish_run(run_id, state="Completed", outcome="success")
+    changed = any(s.changed for s in steps)
+    audit("succeeded", {"changed": changed, "change_number": change.detail.get("number")})
+    create_markdown_artifact(markdown=_summary(tenant, run_id, steps), key=f"onboard-{tenant}",
+                             description=f"Onboarding {tenant}: {'changes made' if changed else 'no change'}")
+    return OnboardResult(tenant=tenant, run_id=run_id, changed=changed, change_number=change.detail.get("number"),
+                         dr_plan_markdown=plan.detail["markdown"], dr_plan_html=plan.detail["html"], steps=steps)
