@@ -84,6 +84,12 @@ class Site(_Strict):
             where = ".".join(str(p) for p in first["loc"]) or "(top)"
             raise SiteConfigError(f"{path}: {where}: {first['msg']}") from None
 
+    @classmethod
+    def for_config_dir(cls, config_dir: str | Path | None) -> "Site":
+        """The site file of ``config_dir`` when it has one, else the default site file."""
+        candidate = Path(config_dir) / "site.yaml" if config_dir else None
+        return cls.load(candidate if candidate and candidate.is_file() else None)
+
     # -- the lab's state, read once -------------------------------------------------------
     def _lab(self) -> "LabState":
         from lab.state import LabState

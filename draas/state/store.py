@@ -330,24 +330,7 @@ class StateStore:
     ) -> ProvisionedObject:
         """Record a created object; returns the existing active record if already recorded."""
         with self.session() as s:
-            query = select(ProvisionedObject).where(
-                ProvisionedObject.tenant_id == tenant_id,
-                ProvisionedObject.system == system,
-                ProvisionedObject.kind == kind,
-                ProvisionedObject.name == name,
-                col(ProvisionedObject.removed_at).is_(None),
-            )
-            query = query.where(
-                ProvisionedObject.device == device
-                if device is not None
-                else col(ProvisionedObject.device).is_(None)
-            )
-            query = query.where(
-                ProvisionedObject.context == context
-                if context is not None
-                else col(ProvisionedObject.context).is_(None)
-            )
-            row = s.exec(query).first()
+            row = self._active_object(s, tenant_id, system, kind, name, device, context)
             if row is not None:
                 if moid and not row.moid:
                     row.moid = moid
@@ -367,6 +350,38 @@ class StateStore:
             )
             s.add(row)
             return row
+
+    def find_object(self, *, tenant_id: str, system: str, kind: str, name: str,
+                    device: str | None = None, context: str | None = None) -> ProvisionedObject | None:
+        """The active record of this object, if any (read only)."""
+        with self.session() as s:
+            return self._active_object(s, tenant_id, system, kind, name, device, context)
+
+    @staticmethod
+    def _active_object(s: Session, tenant_id: str, system: str, kind: str, name: str,
+                       device: str | None, context: str | None) -> ProvisionedObject | None:
+        query = select(ProvisionedObject).where(
+            ProvisionedObject.tenant_id == tenant_id,
+            ProvisionedObject.system == system,
+            ProvisionedObject.kind == kind,
+            ProvisionedObject.name == name,
+            col(ProvisionedObject.removed_at).is_(None),
+        )
+        query = query.where(
+            ProvisionedObject.device == device
+            if device is not None
+            else col(ProvisionedObject.device).is_(None)
+        )
+        query = query.where(
+            ProvisionedObject.context == context
+            if context is not None
+            else col(ProvisionedObject.context).is_(None)
+        )
+        return s.exec(query).first()
+
+    def get_object(self, object_id: int) -> ProvisionedObject | None:
+        with self.session() as s:
+            return s.get(ProvisionedObject, object_id)
 
     def mark_removed(self, object_id: int) -> None:
         """Mark an object removed (kept for history)."""

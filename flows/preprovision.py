@@ -1,0 +1,161 @@
+"""The ``preprovision-container`` flow: build a tenant's network container at the recovery site.
+
+Runbook, top to bottom:
+
+1. validate the tenant's config (and its overlaps with every other tenant);
+2. render the container for the tenant's tier from the tier catalog (PE router, aggregation
+   pair, perimeter and VPN firewall contexts, load balancer);
+3. push each device's config: read the running config, diff, push only missing lines, save;
+4. build the vCenter side: tenant folder, resource pool with the tier's reservations, one
+   distributed port group per VLAN, the master-target appliances in the tenant's VLAN;
+5. verify: read every device config and vCenter object back and prove the container complete.
+
+Every object is recorded in the state store before it is created. A failure part way removes
+what this run recorded (newest first) and leaves the flow Failed with the cause. A second
+run changes nothing. ``dry_run=True`` shows every device diff and the vCenter objects that
+would be created, and changes nothing (not even the state store).
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.blocks.system import Secret
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from draas.container import DeviceConfig, render_container
+from draas.errors import PermanentError
+from draas.models.results import StepResult
+from draas.models.vcenter import Marks
+from draas.site import Site
+from draas.state.store import StateStore
+from flows.runbook import RunRecord, error_text
+from tasks.container import (
+    VCenterObjectPlan,
+    plan_vcenter_objects,
+    record_device_config,
+    record_vcenter_object,
+    remove_provisioned_object,
+    verify_container,
+)
+from tasks.network import push_device_config
+from tasks.tenant import validate_tenant_config
+from tasks.vcenter import create_dvportgroup, create_folder, create_resource_pool, create_vm
+
+FLOW_NAME = "preprovision-container"
+
+
+class PreprovisionResult(BaseModel):
+    tenant: str
+    run_id: str
+    dry_run: bool
+    changed: bool
+    steps: list[StepResult]
+
+
+class TenantSecretMissing(PermanentError):
+    """A secret the container needs (the IPsec PSK) does not exist: onboard the tenant first."""
+
+
+def load_psk(block_name: str) -> str:
+    try:
+        return str(Secret.load(block_name).get())  # type: ignore[union-attr]
+    except ValueError:
+        raise TenantSecretMissing(f"Secret block {block_name!r} (network.ipsec.psk_secret) does not exist; "
+                                  "run onboard-tenant first") from None
+
+
+def create_vcenter_object(site: Site, obj: VCenterObjectPlan, marks: Marks, dry_run: bool) -> StepResult:
+    """Dispatch one planned vCenter object to its task."""
+    vc = site.vcenter_block("recovery")
+    recovery = site.vcenter.recovery
+    if obj.kind == "folder":
+        return create_folder(vc, obj.name, marks=marks, dry_run=dry_run)
+    if obj.kind == "resource_pool":
+        assert obj.allocation is not None
+        return create_resource_pool(vc, obj.name, obj.allocation, cluster=recovery.cluster, marks=marks,
+                                    dry_run=dry_run)
+    if obj.kind == "dvportgroup":
+        assert obj.vlan_id is not None
+        return create_dvportgroup(vc, obj.name, obj.vlan_id, dvswitch=recovery.dvswitch, marks=marks,
+                                  dry_run=dry_run)
+    assert obj.network and obj.guest_os
+    folder, _, name = obj.name.rpartition("/")
+    return create_vm(vc, name, folder=folder, network=obj.network, guest_os=obj.guest_os,
+                     resource_pool=obj.resource_pool, datastore=recovery.datastore, power_on=True,
+                     marks=marks, dry_run=dry_run)
+
+
+@flow(name=FLOW_NAME)
+def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str = "operator",
+                           channel: str = "ui", config_dir: str | None = None) -> PreprovisionResult:
+    """Build ``tenant``'s network container (devices and vCenter) at the recovery site.
+
+    Args:
+        tenant: the tenant id (``<config_dir>/tenants/<tenant>.yaml``).
+        dry_run: show the per-device diffs and the vCenter objects; change nothing.
+        requested_by: who asked (audit log).
+        channel: how they asked: ui, cli, webhook, schedule, api, service-desk.
+        config_dir: directory with tenants/, tiers.yaml and optionally site.yaml.
+
+    Raises:
+        ConfigInvalid: the config does not validate; nothing was changed.
+        TenantSecretMissing: the tenant's IPsec PSK block is missing (onboard first).
+        Any adapter error: what this run created has been removed again.
+    """
+    run_id = str(flow_run.id)
+    store = StateStore()
+    valid = validate_tenant_config(tenant, config_dir)
+    t, catalog = valid.tenant, valid.catalog
+    site = Site.for_config_dir(config_dir)
+    configs: list[DeviceConfig] = render_container(t, catalog, site.devices,
+                                                   psk=load_psk(t.network.ipsec.psk_secret))
+    objects = plan_vcenter_objects(t, catalog)
+    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="preprovision_container", tenant=tenant,
+                    requested_by=requested_by, channel=channel, total_steps=2 + len(configs) + len(objects),
+                    parameters={"tenant": tenant, "dry_run": dry_run, "config_dir": config_dir}, dry_run=dry_run)
+    run.step(valid.step)
+    try:
+        for cfg in configs:
+            if not dry_run:
+                record_device_config(store, tenant, run_id, cfg)
+            run.step(push_device_config(site.device_block(cfg.device), config=cfg.text, context=cfg.context,
+                                        dry_run=dry_run))
+        for obj in objects:
+            owner = record_vcenter_object(store, tenant, run_id, obj, dry_run)
+            run.step(create_vcenter_object(site, obj, Marks(tenant=tenant, purpose=obj.purpose, run_id=owner),
+                                           dry_run))
+        if not dry_run:
+            run.step(verify_container(configs, objects))
+    except Exception as exc:
+        if not dry_run:
+            _roll_back(store, tenant, run_id, run)
+        run.failed(f"Container for {tenant}: failed, this run's objects removed", exc)
+        raise
+    if run.changed and not dry_run:
+        store.record_change(tenant_id=tenant, kind="container",
+                            subject=f"network container ({t.network.tier})",
+                            description=f"preprovision-container run {run_id} changed the container")
+    run.succeeded(f"Container for {tenant}: {'dry run' if dry_run else 'complete'}",
+                  extra=_inventory(configs, objects))
+    return PreprovisionResult(tenant=tenant, run_id=run_id, dry_run=dry_run, changed=run.changed, steps=run.steps)
+
+
+def _roll_back(store: StateStore, tenant: str, run_id: str, run: RunRecord) -> None:
+    """Remove everything this run recorded, newest first; keep going past failures."""
+    errors: list[str] = []
+    for rec in store.objects(tenant, run_id=run_id):
+        try:
+            assert rec.id is not None
+            run.step(remove_provisioned_object(rec.id))
+        except Exception as exc:  # noqa: BLE001 - report every leftover, the sweeper retries them
+            errors.append(f"{rec.system}:{rec.name}: {error_text(exc)}")
+    if errors:
+        run.audit("rollback_incomplete", {"leftovers": errors})
+
+
+def _inventory(configs: list[DeviceConfig], objects: list[VCenterObjectPlan]) -> list[str]:
+    lines = ["## Container objects", "", "| System | Object | Lines |", "|---|---|---|"]
+    lines += [f"| {c.role} | {c.label} | {len(c.lines)} |" for c in configs]
+    lines += [f"| vCenter | {o.kind} {o.name} | |" for o in objects]
+    return lines
