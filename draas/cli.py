@@ -65,11 +65,15 @@ def _print_status(lab_dir: Optional[Path]) -> None:
 
 @app.command("demo")
 def demo(lab_dir: Optional[Path] = LabDirOption,
-         keep_lab: bool = typer.Option(False, "--keep-lab", help="Leave the lab running afterwards.")) -> None:
-    """The main job on the embedded lab: start it, run the product against it, stop it."""
+         keep_lab: bool = typer.Option(False, "--keep-lab", help="Leave the lab running afterwards."),
+         keep_tenants: bool = typer.Option(False, "--keep-tenants",
+                                           help="Do not offboard the tenants at the end (implies a lab to look at)."),
+         output_dir: Path = typer.Option(Path("out"), "--output-dir", help="Where DR plans are written.")) -> None:
+    """The main job on the embedded lab: start it, onboard and pre-provision the sample tenants, stop it."""
     from draas import demo as demo_mod
 
-    raise typer.Exit(demo_mod.run(lab_dir=lab_dir, keep_lab=keep_lab, console=console))
+    raise typer.Exit(demo_mod.run(lab_dir=lab_dir, keep_lab=keep_lab or keep_tenants, console=Console(width=140),
+                                  output_dir=output_dir, offboard=not keep_tenants))
 
 
 # --- configuration commands (validate, plan) ---
