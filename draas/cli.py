@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,8 +19,8 @@ LabDirOption = typer.Option(None, "--lab-dir", help="Lab directory (default $DRA
 
 
 @lab_app.command("up")
-def lab_up(lab_dir: Optional[Path] = LabDirOption,
-           config: Optional[Path] = typer.Option(None, "--config", help="Lab config (default configs/lab.yaml).")) -> None:
+def lab_up(lab_dir: Path | None = LabDirOption,
+           config: Path | None = typer.Option(None, "--config", help="Lab config (default configs/lab.yaml).")) -> None:
     """Start every simulator (or report the running lab) and write the state file."""
     from lab import launcher
     from lab.process import LabStartError
@@ -36,7 +35,7 @@ def lab_up(lab_dir: Optional[Path] = LabDirOption,
 
 
 @lab_app.command("down")
-def lab_down(lab_dir: Optional[Path] = LabDirOption) -> None:
+def lab_down(lab_dir: Path | None = LabDirOption) -> None:
     """Stop every lab process; leaves no process and no listening port behind."""
     from lab import launcher
 
@@ -45,7 +44,7 @@ def lab_down(lab_dir: Optional[Path] = LabDirOption) -> None:
 
 
 @lab_app.command("status")
-def lab_status(lab_dir: Optional[Path] = LabDirOption) -> None:
+def lab_status(lab_dir: Path | None = LabDirOption) -> None:
     """Show each lab component, its process and endpoint."""
     try:
         _print_status(lab_dir)
@@ -54,7 +53,7 @@ def lab_status(lab_dir: Optional[Path] = LabDirOption) -> None:
         raise typer.Exit(1) from None
 
 
-def _print_status(lab_dir: Optional[Path]) -> None:
+def _print_status(lab_dir: Path | None) -> None:
     from lab import launcher
 
     table = Table("component", "pid", "alive", "endpoint")
@@ -64,7 +63,7 @@ def _print_status(lab_dir: Optional[Path]) -> None:
 
 
 @app.command("demo")
-def demo(lab_dir: Optional[Path] = LabDirOption,
+def demo(lab_dir: Path | None = LabDirOption,
          keep_lab: bool = typer.Option(False, "--keep-lab", help="Leave the lab running afterwards."),
          keep_tenants: bool = typer.Option(False, "--keep-tenants",
                                            help="Do not offboard the tenants at the end (implies a lab to look at)."),
@@ -80,7 +79,7 @@ def demo(lab_dir: Optional[Path] = LabDirOption,
 
 
 @app.command("validate")
-def validate(paths: Optional[list[Path]] = typer.Argument(
+def validate(paths: list[Path] | None = typer.Argument(
         None, help="Tenant files or config directories (default: configs/).")) -> None:
     """Validate tenant configs and the tier catalog: one line per problem, exit 1 if any."""
     from draas.validation import validate_paths
@@ -96,7 +95,7 @@ def validate(paths: Optional[list[Path]] = typer.Argument(
 
 @app.command("plan")
 def plan(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id (configs/tenants/<id>.yaml)."),
-         config_dir: Optional[Path] = typer.Option(None, "--config-dir", help="Default: configs/.")) -> None:
+         config_dir: Path | None = typer.Option(None, "--config-dir", help="Default: configs/.")) -> None:
     """Print a tenant's recovery waves, journal sizing and achievable RPO."""
     from draas.planning.report import print_plan
     from draas.validation import ConfigInvalid, load_tenant

@@ -68,7 +68,7 @@ class Site(_Strict):
     devices: list[Device] = Field(min_length=1)
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> "Site":
+    def load(cls, path: Path | str | None = None) -> Site:
         """Read the site file (``$DRAAS_SITE_CONFIG`` or configs/site.yaml)."""
         path = Path(path or os.environ.get("DRAAS_SITE_CONFIG") or PROJECT_ROOT / "configs" / "site.yaml")
         try:
@@ -85,13 +85,13 @@ class Site(_Strict):
             raise SiteConfigError(f"{path}: {where}: {first['msg']}") from None
 
     @classmethod
-    def for_config_dir(cls, config_dir: str | Path | None) -> "Site":
+    def for_config_dir(cls, config_dir: str | Path | None) -> Site:
         """The site file of ``config_dir`` when it has one, else the default site file."""
         candidate = Path(config_dir) / "site.yaml" if config_dir else None
         return cls.load(candidate if candidate and candidate.is_file() else None)
 
     # -- the lab's state, read once -------------------------------------------------------
-    def _lab(self) -> "LabState":
+    def _lab(self) -> LabState:
         from lab.state import LabState
 
         return LabState.load()
@@ -106,7 +106,7 @@ class Site(_Strict):
         return [d for d in self.devices if d.role == role]
 
     # -- blocks ---------------------------------------------------------------------------
-    def vcenter_block(self, site: Literal["protected", "recovery"] = "recovery") -> "VCenterCredentials":
+    def vcenter_block(self, site: Literal["protected", "recovery"] = "recovery") -> VCenterCredentials:
         from blocks.vcenter import VCenterCredentials
 
         if self.connections == "lab":
@@ -114,7 +114,7 @@ class Site(_Strict):
         ref = self.vcenter.recovery if site == "recovery" else self.vcenter.protected
         return VCenterCredentials.load(ref.block)  # type: ignore[return-value]
 
-    def device_block(self, name: str) -> "CiscoDeviceCredentials":
+    def device_block(self, name: str) -> CiscoDeviceCredentials:
         from blocks.cisco import CiscoDeviceCredentials
 
         dev = self.device(name)
@@ -122,21 +122,21 @@ class Site(_Strict):
             return CiscoDeviceCredentials.from_lab(self._lab(), device_name=name)
         return CiscoDeviceCredentials.load(dev.block)  # type: ignore[return-value]
 
-    def replication_block(self) -> "ZertoCredentials":
+    def replication_block(self) -> ZertoCredentials:
         from blocks.replication import ZertoCredentials
 
         if self.connections == "lab":
             return ZertoCredentials.from_lab(self._lab())
         return ZertoCredentials.load(self.replication.block)  # type: ignore[return-value]
 
-    def dns_block(self) -> "DnsServerCredentials":
+    def dns_block(self) -> DnsServerCredentials:
         from blocks.dns import DnsServerCredentials
 
         if self.connections == "lab":
             return DnsServerCredentials.from_lab(self._lab())
         return DnsServerCredentials.load(self.dns.block)  # type: ignore[return-value]
 
-    def servicedesk_block(self) -> "ServiceDeskCredentials":
+    def servicedesk_block(self) -> ServiceDeskCredentials:
         from blocks.servicedesk import ServiceDeskCredentials
 
         if self.connections == "lab":

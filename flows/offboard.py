@@ -46,7 +46,7 @@ def offboard_tenant(tenant: str, requested_by: str = "operator", channel: str = 
     if store.get_tenant(tenant) is None and not store.objects(tenant):
         raise PermanentError(f"tenant {tenant!r} is unknown to the state store: nothing to offboard")
     records = store.objects(tenant)  # active only, newest first: the order to remove them in
-    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="offboard_tenant", tenant=tenant,
+    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="offboard_tenant", tenant=tenant, artifact_key="offboard",
                     requested_by=requested_by, channel=channel, total_steps=len(records) + 1,
                     parameters={"tenant": tenant})
     errors: list[str] = []

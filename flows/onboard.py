@@ -22,15 +22,12 @@ step, tenant, secret, change record or report. Once the config is valid the run 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, cast
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import uuid4
 
 from prefect import flow
 from prefect.artifacts import (
     create_markdown_artifact,
-    create_progress_artifact,
-    update_progress_artifact,
 )
 from prefect.runtime import flow_run
 from pydantic import BaseModel
@@ -41,6 +38,7 @@ from draas.models.tenant import TenantConfig
 from draas.site import Site
 from draas.state.store import StateStore
 from draas.validation import ConfigInvalid
+from flows.runbook import RunRecord, error_text
 from tasks.servicedesk import open_change_record
 from tasks.tenant import (
     TENANT_ID,
@@ -70,25 +68,6 @@ class OnboardResult(BaseModel):
     steps: list[StepResult]
 
 
-class _Progress:
-    """The run's progress artifact, advanced once per finished step."""
-
-    def __init__(self, tenant: str) -> None:
-        self.done = 0
-        # Called from a sync flow, so this is the UUID, not a coroutine.
-        self.id = cast(UUID, create_progress_artifact(
-            progress=0.0, key=f"onboard-{tenant}-progress", description=f"Onboarding {tenant}: started"))
-
-    def advance(self, step: str) -> None:
-        self.done += 1
-        update_progress_artifact(self.id, progress=100.0 * self.done / len(STEPS),
-                                 description=f"{self.done}/{len(STEPS)}: {step} done")
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _change_request(tenant: TenantConfig) -> ChangeRequestCreate:
     site = tenant.protected_site
     return ChangeRequestCreate(
@@ -105,24 +84,16 @@ def _change_request(tenant: TenantConfig) -> ChangeRequestCreate:
     )
 
 
-def _summary(tenant: str, run_id: str, steps: list[StepResult], error: BaseException | None = None) -> str:
-    """The run's closing markdown artifact: each step, what it changed, and the outcome."""
-    lines = [f"# Onboarding {tenant}: {'failed' if error else 'done'}", "", f"Flow run `{run_id}`", ""]
-    if error is not None:
-        lines += ["## Error", "", "```", _error(error), "```", ""]
-    lines += ["## Steps", "", "| # | Step | Changed | Seconds | Changes |", "|---|---|---|---|---|"]
-    for i, s in enumerate(steps, start=1):
-        changes = "<br>".join(d.replace("|", "\\|") for d in s.diff) or "none"
-        lines.append(f"| {i} | {s.step} | {'yes' if s.changed else 'no'} | {s.seconds:.2f} | {changes} |")
+def _details(steps: list[StepResult]) -> list[str]:
+    """The onboarding specifics under the summary's step table."""
+    lines: list[str] = []
     by_name = {s.step: s for s in steps}
     if prereq := by_name.get("check_tenant_prerequisites"):
-        lines += ["", "## Prerequisites", "", "| Check | Value | Requirement |", "|---|---|---|"]
+        lines += ["## Prerequisites", "", "| Check | Value | Requirement |", "|---|---|---|"]
         for name, check in prereq.detail.items():
             value = check["value"]
             if isinstance(value, dict):  # latency: show the number and where it came from
                 value = f"{value.get('median_ms')} ms ({value.get('source')})"
-            elif isinstance(value, list):
-                value = ", ".join(map(str, value))
             lines.append(f"| {name} | {value} | {check['requirement']} |")
     if sec := by_name.get("ensure_tenant_secrets"):
         lines += ["", "## Secret blocks", ""]
@@ -133,7 +104,7 @@ def _summary(tenant: str, run_id: str, steps: list[StepResult], error: BaseExcep
     if plan := by_name.get("write_dr_plan"):
         lines += ["", (f"DR plan: `{plan.detail['markdown']}`, `{plan.detail['html']}` "
                        f"(config digest {plan.detail['config_digest']})")]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 @flow(name=FLOW_NAME)
@@ -153,7 +124,7 @@ def onboard_tenant(tenant: str, requested_by: str = "operator", channel: str = "
         ConfigInvalid: the config does not validate; nothing but the audit entry was written.
         TenantPrerequisitesFailed: prerequisites not met; the run is recorded Failed.
     """
-    run_id = flow_run.id or str(uuid4())  # no flow run id only when called through ``.fn()``
+    run_id = str(flow_run.id or uuid4())  # no flow run id only when called through ``.fn()``
     store = StateStore()
     parameters = {"tenant": tenant, "requested_by": requested_by, "channel": channel,
                   "config_dir": config_dir, "output_dir": output_dir}
@@ -168,42 +139,26 @@ def onboard_tenant(tenant: str, requested_by: str = "operator", channel: str = "
     except Exception as exc:
         outcome = "rejected" if isinstance(exc, ConfigInvalid) else "failed"
         problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigInvalid) else []
-        audit(outcome, {"error": _error(exc), "problems": problems})
-        create_markdown_artifact(markdown=f"# Onboarding {tenant}: {outcome}\n\n```\n{_error(exc)}\n```\n",
+        audit(outcome, {"error": error_text(exc), "problems": problems})
+        create_markdown_artifact(markdown=f"# Onboarding {tenant}: {outcome}\n\n```\n{error_text(exc)}\n```\n",
                                  description="Validation did not pass; nothing was changed.")
         raise
 
-    store.start_run(run_id, flow=FLOW_NAME, tenant_id=tenant, kind="onboard", parameters=parameters)
-    audit("accepted")
-    progress = _Progress(tenant)
-    steps: list[StepResult] = []
-
-    def finished(step: StepResult) -> StepResult:
-        store.record_step(run_id, step)
-        steps.append(step)
-        progress.advance(step.step)
-        return step
-
+    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action=ACTION, tenant=tenant,
+                    requested_by=requested_by, channel=channel, total_steps=len(STEPS), parameters=parameters,
+                    kind="onboard", artifact_key="onboard")
     try:
-        finished(valid.step)
-        finished(check_tenant_prerequisites(valid.tenant))
-        finished(record_tenant(valid.tenant))
-        finished(ensure_tenant_secrets(valid.tenant))
-        site_file = Path(config_dir) / "site.yaml" if config_dir else None
-        servicedesk = Site.load(site_file if site_file and site_file.is_file() else None).servicedesk_block()
-        change = finished(open_change_record(servicedesk, _change_request(valid.tenant)))
-        plan = finished(write_dr_plan(valid.tenant, valid.catalog, output_dir, run_id))
+        run.step(valid.step)
+        run.step(check_tenant_prerequisites(valid.tenant))
+        run.step(record_tenant(valid.tenant))
+        run.step(ensure_tenant_secrets(valid.tenant))
+        servicedesk = Site.for_config_dir(config_dir).servicedesk_block()
+        change = run.step(open_change_record(servicedesk, _change_request(valid.tenant)))
+        plan = run.step(write_dr_plan(valid.tenant, valid.catalog, output_dir, run_id))
     except Exception as exc:
-        store.finish_run(run_id, state="Failed", outcome="failure", error=_error(exc))
-        audit("failed", {"error": _error(exc), "failed_after": steps[-1].step if steps else None})
-        create_markdown_artifact(markdown=_summary(tenant, run_id, steps, exc), key=f"onboard-{tenant}",
-                                 description=f"Onboarding {tenant} failed")
+        run.failed(f"Onboarding {tenant}: failed", exc, _details(run.steps))
         raise
-
-    store.finish_run(run_id, state="Completed", outcome="success")
-    changed = any(s.changed for s in steps)
-    audit("succeeded", {"changed": changed, "change_number": change.detail.get("number")})
-    create_markdown_artifact(markdown=_summary(tenant, run_id, steps), key=f"onboard-{tenant}",
-                             description=f"Onboarding {tenant}: {'changes made' if changed else 'no change'}")
-    return OnboardResult(tenant=tenant, run_id=run_id, changed=changed, change_number=change.detail.get("number"),
-                         dr_plan_markdown=plan.detail["markdown"], dr_plan_html=plan.detail["html"], steps=steps)
+    number = change.detail.get("number")
+    run.succeeded(f"Onboarding {tenant}: done", _details(run.steps), {"change_number": number})
+    return OnboardResult(tenant=tenant, run_id=run_id, changed=run.changed, change_number=number,
+                         dr_plan_markdown=plan.detail["markdown"], dr_plan_html=plan.detail["html"], steps=run.steps)

@@ -111,7 +111,7 @@ def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str
     configs: list[DeviceConfig] = render_container(t, catalog, site.devices,
                                                    psk=load_psk(t.network.ipsec.psk_secret))
     objects = plan_vcenter_objects(t, catalog)
-    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="preprovision_container", tenant=tenant,
+    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="preprovision_container", tenant=tenant, artifact_key="preprovision",
                     requested_by=requested_by, channel=channel, total_steps=2 + len(configs) + len(objects),
                     parameters={"tenant": tenant, "dry_run": dry_run, "config_dir": config_dir}, dry_run=dry_run)
     run.step(valid.step)

@@ -7,10 +7,14 @@ write nothing to the state store (only artifacts), so a dry run changes nothing 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 
 from draas.models.results import StepResult
 from draas.state.store import StateStore
@@ -37,16 +41,19 @@ class RunRecord:
 
     def __init__(self, store: StateStore, *, run_id: str, flow: str, action: str, tenant: str,
                  requested_by: str, channel: str, total_steps: int, parameters: dict[str, Any],
-                 dry_run: bool = False, kind: str | None = None) -> None:
+                 dry_run: bool = False, kind: str | None = None, artifact_key: str | None = None) -> None:
         self.store, self.run_id, self.flow, self.action = store, run_id, flow, action
+        # Artifact keys: ``<artifact_key>-<tenant>`` (summary) and ``...-progress``.
+        self.key = f"{artifact_key or flow}-{tenant}"
         self.tenant, self.requested_by, self.channel = tenant, requested_by, channel
         self.total, self.dry_run = max(total_steps, 1), dry_run
         self.steps: list[StepResult] = []
         if not dry_run:
             store.start_run(run_id, flow=flow, tenant_id=tenant, kind=kind or action, parameters=parameters)
         self.audit("accepted", {"dry_run": dry_run} if dry_run else None)
-        self._progress: UUID = create_progress_artifact(
-            progress=0.0, key=f"{flow}-{tenant}-progress", description=f"{flow} {tenant}: started")
+        # Called from sync flows, so this is the UUID (the async variant returns a coroutine).
+        self._progress = cast(UUID, create_progress_artifact(
+            progress=0.0, key=f"{self.key}-progress", description=f"{flow} {tenant}: started"))
 
     def audit(self, outcome: str, detail: dict[str, Any] | None = None) -> None:
         self.store.audit(actor=self.requested_by, action=self.action, channel=self.channel, outcome=outcome,
@@ -86,5 +93,5 @@ class RunRecord:
             lines += ["## Error", "", "```", error_text(exc), "```", ""]
         lines += ["## Steps", "", *steps_table(self.steps), ""]
         lines += extra or []
-        create_markdown_artifact(markdown="\n".join(lines) + "\n", key=f"{self.flow}-{self.tenant}",
+        create_markdown_artifact(markdown="\n".join(lines) + "\n", key=self.key,
                                  description=title)

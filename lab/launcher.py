@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from lab.process import _alive, recorded_pids, stop_pids, PIDS_FILE
+from lab.process import PIDS_FILE, _alive, recorded_pids, stop_pids
 from lab.state import STATE_FILE, LabState, default_lab_config, default_lab_dir, read_partial
 
 

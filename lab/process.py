@@ -109,12 +109,13 @@ def _not_zombie(pid: int) -> bool:
 def stop_pids(pids: list[int], timeout: float = 10.0) -> None:
     """SIGTERM each process group, then SIGKILL what is left after ``timeout``."""
     for pid in pids:
-        for sig_target in (lambda: os.killpg(pid, signal.SIGTERM), lambda: os.kill(pid, signal.SIGTERM)):
-            try:
-                sig_target()
-                break
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            try:  # not a group leader (or already gone): signal the process itself
+                os.kill(pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
-                continue
+                pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.05)

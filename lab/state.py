@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ class LabState(BaseModel):
 
     lab_dir: str
     config_path: str
-    started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     vcenter: dict[str, VCenterSite] = Field(default_factory=dict)
     cisco: CiscoLab | None = None
     replication: ReplicationLab | None = None
@@ -121,7 +121,7 @@ class LabState(BaseModel):
         return path
 
     @classmethod
-    def load(cls, lab_dir: Path | None = None) -> "LabState":
+    def load(cls, lab_dir: Path | None = None) -> LabState:
         path = (lab_dir or default_lab_dir()) / STATE_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path}: no lab state; run `draas lab up` first")

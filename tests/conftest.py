@@ -29,7 +29,7 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab(lab_dir: Path) -> Iterator["LabState"]:  # noqa: F821
+def lab(lab_dir: Path) -> Iterator[LabState]:  # noqa: F821
     """The whole lab, started once per session; a missing simulator is a setup error."""
     from lab import launcher
 
@@ -51,7 +51,7 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator["PostgresServer"]:  # noqa: F821 - tests/postgres.py
+def postgres() -> Iterator[PostgresServer]:  # noqa: F821 - tests/postgres.py
     """A real PostgreSQL (Debian packages) for the session; failing to start is an error."""
     from postgres import PostgresServer  # tests/postgres.py; pytest puts tests/ on sys.path
 

@@ -821,7 +821,7 @@ class VCenterClient:
         """Make a standard port group ``name`` with ``vlan_id`` exist on every host of the cluster."""
         changes: list[str] = []
         with self._calling(f"create port group {name!r}"):
-            for host, hp in self._hosts(cluster):
+            for _host, hp in self._hosts(cluster):
                 netsys = hp["configManager.networkSystem"]
                 info = self._prop(netsys, vim.host.NetworkSystem, "networkInfo")
                 pgs = {pg.spec.name: pg.spec for pg in (getattr(info, "portgroup", None) or [])}

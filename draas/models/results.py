@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class StepResult(BaseModel):
@@ -24,7 +24,7 @@ class StepResult(BaseModel):
     started: datetime = Field(default_factory=utcnow)
     finished: datetime | None = None
 
-    def done(self, **changes: Any) -> "StepResult":
+    def done(self, **changes: Any) -> StepResult:
         """A copy marked finished now, with ``changes`` applied."""
         return self.model_copy(update={"finished": utcnow(), **changes})
 

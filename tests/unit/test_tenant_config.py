@@ -56,7 +56,7 @@ def test_protected_machines_match_the_lab_inventory(
     lab_vms = LAB["vcenter"]["sites"]["protected"]["vms"][tenant_id]
     tenant = tenants[tenant_id]
     assert [m.name for m in tenant.machines] == [vm["name"] for vm in lab_vms]
-    for machine, vm in zip(tenant.machines, lab_vms):
+    for machine, vm in zip(tenant.machines, lab_vms, strict=True):
         assert machine.os_family.value == vm["guest"], machine.name
         assert str(machine.nics[0].ip) == vm["ip"], machine.name
         assert machine.kind == "vm"

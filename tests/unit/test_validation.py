@@ -21,7 +21,7 @@ from draas.state import StateStore
 from draas.validation import ConfigInvalid, load_tenant, validate_paths
 
 ROOT = Path(__file__).resolve().parents[2]
-A, G, I = "configs/tenants/acme.yaml", "configs/tenants/globex.yaml", "configs/tenants/initech.yaml"
+A, G, INI = "configs/tenants/acme.yaml", "configs/tenants/globex.yaml", "configs/tenants/initech.yaml"
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -163,19 +163,19 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
     ),
     (
         "vrf-name-used-twice",
-        I,
+        INI,
         _rename_initech_vrf,
         [
-            f"{I}: network.vrfs[0].name: VRF name acme-pvt is already used by tenant acme ({A}: network.vrfs[1].name)"
+            f"{INI}: network.vrfs[0].name: VRF name acme-pvt is already used by tenant acme ({A}: network.vrfs[1].name)"
         ],
     ),
     (
         "subnet-overlap",
-        I,
+        INI,
         _initech_control_vlan_into_acme_dmz_range,
         [
             (
-                f"{I}: network.vlans[1].subnet: subnet 10.10.4.0/24 overlaps 10.10.4.0/24, which is already used by "
+                f"{INI}: network.vlans[1].subnet: subnet 10.10.4.0/24 overlaps 10.10.4.0/24, which is already used by "
                 f"tenant acme ({A}: network.vlans[3].subnet)"
             )
         ],
@@ -224,9 +224,9 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
     # tier
     (
         "vlan-count-matches-tier",
-        I,
+        INI,
         _extra_bronze_vlan,
-        [f"{I}: network.vlans: tier bronze has 2 VLANs (server, dr_control), found 3"],
+        [f"{INI}: network.vlans: tier bronze has 2 VLANs (server, dr_control), found 3"],
     ),
     (
         "dmz-zone-needs-its-vlan",
@@ -239,7 +239,7 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
     ),
     (
         "no-load-balancer-on-bronze",
-        I,
+        INI,
         _set(
             "network",
             "load_balancer_vips",
@@ -254,38 +254,38 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
                 }
             ],
         ),
-        [f"{I}: network.load_balancer_vips: tier bronze has no load balancer"],
+        [f"{INI}: network.load_balancer_vips: tier bronze has no load balancer"],
     ),
     # DR components
     (
         "master-target-os-family",
-        I,
+        INI,
         _set("dr_components", "master_targets", 0, "os_family", value="linux"),
         [
             (
-                f"{I}: protection_groups[1].machines[0]: initech-app01 is windows but master target initech-mt-win01 "
+                f"{INI}: protection_groups[1].machines[0]: initech-app01 is windows but master target initech-mt-win01 "
                 "is linux (the master target must be of the same OS family)"
             )
         ],
     ),
     (
         "at-most-40-disks-per-master-target",
-        I,
+        INI,
         _disks(41),
         [
             (
-                f"{I}: dr_components.master_targets[0]: 41 protected disks on initech-mt-win01; at most 40 per "
+                f"{INI}: dr_components.master_targets[0]: 41 protected disks on initech-mt-win01; at most 40 per "
                 "master target (add another master target)"
             )
         ],
     ),
     (
         "at-most-1tb-per-day-per-process-server",
-        I,
+        INI,
         _heavy_app,
         [
             (
-                f"{I}: dr_components.process_servers[0]: 1001 GB/day of changes through initech-ps01; at most "
+                f"{INI}: dr_components.process_servers[0]: 1001 GB/day of changes through initech-ps01; at most "
                 "1 TB/day (1000 GB) per process server (add another)"
             )
         ],
@@ -315,15 +315,15 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
     ),
     (
         "rpo-link-saturated",
-        I,
+        INI,
         _set("protected_site", "bandwidth_mbps", value=2),
         [
             (
-                f"{I}: protection_groups[0].sla.rpo: 2h is not achievable: 3.2 Mbps of peak changes exceed the "
+                f"{INI}: protection_groups[0].sla.rpo: 2h is not achievable: 3.2 Mbps of peak changes exceed the "
                 "site's 2 Mbps, replication would fall behind"
             ),
             (
-                f"{I}: protection_groups[1].sla.rpo: 5m is not achievable: 3.2 Mbps of peak changes exceed the "
+                f"{INI}: protection_groups[1].sla.rpo: 5m is not achievable: 3.2 Mbps of peak changes exceed the "
                 "site's 2 Mbps, replication would fall behind"
             ),
         ],
@@ -331,9 +331,9 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
     # retention fits the package
     (
         "svr-keeps-three-days",
-        I,
+        INI,
         _set("protection_groups", 0, "retention", "window", value="2d"),
-        [f"{I}: protection_groups[0].retention.window: SVR keeps at least 3d (asked 2d)"],
+        [f"{INI}: protection_groups[0].retention.window: SVR keeps at least 3d (asked 2d)"],
     ),
     (
         "cdp-keeps-at-most-four-weeks",
@@ -343,17 +343,17 @@ CASES: list[tuple[str, str, Mutation, list[str]]] = [
     ),
     (
         "pmr-at-most-five-points",
-        I,
+        INI,
         _pmr("1d"),
         [
-            f"{I}: protection_groups[0].retention.window: PMR keeps at most 5 recovery points (1d every 4h is 6)"
+            f"{INI}: protection_groups[0].retention.window: PMR keeps at most 5 recovery points (1d every 4h is 6)"
         ],
     ),
     (
         "pmr-at-most-ten-jobs",
-        I,
+        INI,
         _pmr("20h", jobs=11),
-        [f"{I}: protection_groups[0].concurrent_jobs: PMR runs at most 10 jobs concurrently"],
+        [f"{INI}: protection_groups[0].concurrent_jobs: PMR runs at most 10 jobs concurrently"],
     ),
     (
         "sparse-needs-a-journal",
@@ -518,12 +518,12 @@ def test_samples_are_valid_and_nothing_is_written(workdir: Path, store: StateSto
 
 
 def test_pmr_happy_path(workdir: Path) -> None:
-    mutate(I, _pmr("20h", jobs=10))
+    mutate(INI, _pmr("20h", jobs=10))
     assert validate_paths(["configs"]) == []
 
 
 def test_excluded_disks_do_not_count_against_the_master_target(workdir: Path) -> None:
-    mutate(I, _disks(42, excluded=2))
+    mutate(INI, _disks(42, excluded=2))
     assert validate_paths(["configs"]) == []
 
 
