@@ -10,8 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from prefect.blocks.core import Block
-from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import SecretStr
 
 from blocks.replication import ZertoCredentials
@@ -402,14 +400,6 @@ def test_client_is_a_replication_provider_and_repr_hides_secrets(make: Callable[
 # --- block ----------------------------------------------------------------------------------------------------
 
 
-class TestZertoCredentialsBlock(BlockStandardTestSuite):
-    @pytest.fixture
-    def block(self) -> type[ZertoCredentials]:
-        return ZertoCredentials
-
-    def test_has_a_valid_image(self, block: type[Block]) -> None:
-        """Upstream downloads the logo (no network in tests); the block ships none, the UI shows the default."""
-        assert block._logo_url is None
 
 
 def test_block_defaults_and_from_lab() -> None:

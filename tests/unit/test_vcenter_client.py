@@ -9,9 +9,7 @@ from types import SimpleNamespace
 from typing import Any, Self
 
 import pytest
-from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
-from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import SecretStr, ValidationError
 from pyVmomi import vim, vmodl
 
@@ -272,14 +270,6 @@ def test_split_path() -> None:
 # -- block -------------------------------------------------------------------------------------
 
 
-class TestVCenterCredentialsBlock(BlockStandardTestSuite):
-    @pytest.fixture
-    def block(self) -> type[VCenterCredentials]:
-        return VCenterCredentials
-
-    def test_has_a_valid_image(self, block: type[Block]) -> None:
-        """Upstream downloads the logo (no network in tests); the block ships none, the UI shows the default."""
-        assert block._logo_url is None
 
 
 def test_block_defaults_are_safe_and_secret_is_hidden() -> None:
