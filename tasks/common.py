@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
 from draas.errors import is_transient
 
@@ -24,3 +28,11 @@ RETRY_POLICY: dict[str, Any] = {
     "retry_delay_seconds": RETRY_DELAYS,
     "retry_condition_fn": retry_transient,
 }
+
+
+def task_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger, or a module logger when a task runs through ``.fn()`` outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("draas.tasks")

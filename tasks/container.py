@@ -7,13 +7,10 @@ created, so a failure or a crash leaves a record to remove, never an unknown obj
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from draas.container import DeviceConfig
@@ -25,6 +22,7 @@ from draas.models.vcenter import ResourceAllocation
 from draas.site import Site
 from draas.state.store import StateStore
 from tasks.common import RETRY_POLICY
+from tasks.common import task_logger as _log
 
 #: How the state store names the systems objects live in.
 CISCO = "cisco"
@@ -48,11 +46,6 @@ class VCenterObjectPlan(BaseModel):
     allocation: ResourceAllocation | None = None
 
 
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def plan_vcenter_objects(tenant: TenantConfig, catalog: TierCatalog) -> list[VCenterObjectPlan]:

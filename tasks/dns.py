@@ -6,25 +6,16 @@ a cached "changed" result must never stand in for a fresh check of the server.
 
 from __future__ import annotations
 
-import logging
 import time
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from blocks.dns import DnsServerCredentials
 from draas.clients.dns import DnsRecord, DnsVerifyFailed, RecordType
 from draas.models.results import StepResult
 from tasks.common import RETRY_POLICY
-
-
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's logger, or a module logger when called through ``.fn()`` outside a run."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
+from tasks.common import task_logger as _log
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)

@@ -8,30 +8,23 @@ Caching is off: a cached "changed" result must never stand in for a fresh read.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from blocks.cisco import CiscoDeviceCredentials
 from draas.clients.cisco_config import mask_secrets, render_template
 from draas.models.results import StepResult
 from tasks.common import RETRY_POLICY
+from tasks.common import task_logger as _log
 
 #: Where device templates live (``template=`` names a file here).
 DEVICE_TEMPLATES = Path(__file__).resolve().parent.parent / "configs" / "templates" / "devices"
 
 
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's logger, or a module logger when called through ``.fn()`` outside a run."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def render_device_config(template: str, variables: Mapping[str, Any], templates_dir: str | Path | None = None) -> str:

@@ -9,14 +9,11 @@ off everywhere: a cached result must never stand in for a fresh look at the ZVM.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 
 from blocks.replication import ZertoCredentials
 from draas.clients.replication import (
@@ -30,13 +27,7 @@ from draas.clients.replication import (
 )
 from draas.models.results import StepResult
 from tasks.common import RETRY_POLICY
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:  # called through .fn() outside a run
-        return logging.getLogger(__name__)
+from tasks.common import task_logger as _logger
 
 
 def _group_detail(group: ReplicationGroup) -> dict[str, Any]:

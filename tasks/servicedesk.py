@@ -7,11 +7,8 @@ checks the service desk afresh.
 
 from __future__ import annotations
 
-import logging
-
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from blocks.servicedesk import ServiceDeskCredentials
 from draas.clients.servicedesk import (
@@ -27,6 +24,7 @@ from draas.clients.servicedesk import (
 )
 from draas.models.results import StepResult
 from tasks.common import RETRY_POLICY
+from tasks.common import task_logger as _log
 
 
 def _detail(record: ServiceDeskRecord) -> dict[str, str]:
@@ -41,12 +39,6 @@ def _find(client: ServiceDeskClient, table: Table, correlation_id: str) -> Servi
     return record
 
 
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's logger, or a module logger when called through ``.fn()`` outside a run."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import logging
 import os
 import re
 import secrets
@@ -24,12 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from prefect import get_client, get_run_logger, task
+from prefect import get_client, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from draas.errors import PermanentError
@@ -41,6 +40,7 @@ from draas.reports.dr_plan import render_dr_plan
 from draas.state.store import StateStore
 from draas.validation import ConfigInvalid, Problem, load_catalog, load_tenant, tenant_file
 from tasks.common import RETRY_POLICY
+from tasks.common import task_logger as _log
 
 TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 """Same rule as the model's ``Slug``: checked before the id is used to build a file path."""
@@ -82,12 +82,6 @@ class ValidatedTenant(BaseModel):
     step: StepResult
 
 
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's logger, or a module logger when called through ``.fn()`` outside a run."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def webhook_secret_name(tenant_id: str) -> str:

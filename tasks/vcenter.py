@@ -8,15 +8,12 @@ twice in one flow run (power off, ..., power off again).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 
 from blocks.vcenter import VCenterCredentials
 from draas.clients.vcenter import VCenterClient
@@ -29,13 +26,7 @@ from draas.models.vcenter import (
     VCenterChange,
 )
 from tasks.common import RETRY_POLICY
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:  # called through .fn() outside a run
-        return logging.getLogger(__name__)
+from tasks.common import task_logger as _logger
 
 
 def _run(step: str, target: str, credentials: VCenterCredentials, dry_run: bool,

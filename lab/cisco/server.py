@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
 import logging
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 import asyncssh
-import uvicorn
 import yaml
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from lab.cisco.device import CliSession, Device, Fault, Reply
+from lab.http import bind_loopback, start_app, write_ready
 
 log = logging.getLogger("lab.cisco")
 
@@ -217,38 +215,20 @@ def build_app(devices: dict[str, Device]) -> FastAPI:
 
 # --------------------------------------------------------------------------- main
 
-def _write_ready(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
 async def run(cisco_cfg: dict[str, Any], ready_file: Path, host: str = "127.0.0.1") -> None:
     devices = build_devices(cisco_cfg)
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     acceptors = {name: await start_ssh(dev, host_key, host) for name, dev in devices.items()}
     ports = {name: acc.sockets[0].getsockname()[1] for name, acc in acceptors.items()}
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    control_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(devices), log_level="warning", access_log=False,
-                                           lifespan="off"))
-
-    async def announce() -> None:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        _write_ready(ready_file, {"pid": os.getpid(), "control_url": f"http://{host}:{control_port}",
-                                  "devices": ports})
-        log.warning("cisco lab ready: control port %s, devices %s", control_port, ports)
-
-    announcer = asyncio.create_task(announce())
+    sock, control_port = bind_loopback(host)
     try:
         # uvicorn handles SIGTERM/SIGINT: it stops serving, then re-raises the signal.
-        await server.serve(sockets=[sock])
+        _server, serving = await start_app(build_app(devices), sock)
+        write_ready(ready_file, {"pid": os.getpid(), "control_url": f"http://{host}:{control_port}",
+                                 "devices": ports})
+        log.warning("cisco lab ready: control port %s, devices %s", control_port, ports)
+        await serving
     finally:
-        announcer.cancel()
         for acc in acceptors.values():
             acc.close()
 

@@ -21,16 +21,16 @@ import json
 import os
 import re
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
+from lab.http import serve
 
 #: Journal fields: a write appends an entry instead of replacing the value.
 JOURNAL_FIELDS = ("work_notes", "comments")
@@ -428,31 +428,6 @@ def create_app(username: str, password: str) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     return app
-
-
-def _write_ready(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
-async def serve(app: FastAPI, host: str, port: int, ready_file: Path | None) -> None:
-    """Serve on a socket bound here (port 0 → any free port), then announce the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    actual = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            return
-        await asyncio.sleep(0.02)
-    if ready_file is not None:
-        _write_ready(ready_file, {"host": host, "port": actual, "pid": os.getpid(),
-                                  "url": f"http://{host}:{actual}"})
-    await task
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,14 +13,11 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
+from lab.http import serve
 from lab.zerto.api import create_app
 from lab.zerto.engine import SimConfig, ZertoSim
 from lab.zerto.vsphere import PyVmomiBackend, SiteEndpoint, VSphereError
@@ -48,32 +45,6 @@ def wait_for_vcenters(backend: PyVmomiBackend, sites: list[str], timeout: float 
                 if time.monotonic() > deadline:
                     raise SystemExit(f"lab zvm: {site} vCenter not reachable: {exc}") from None
                 time.sleep(0.2)
-
-
-def _write_ready(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
-async def serve(app: Any, host: str, port: int, ready_file: Path | None) -> None:
-    """Serve on a socket bound here (port 0 → a free port), then announce the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    actual = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            return
-        await asyncio.sleep(0.02)
-    if ready_file is not None:
-        _write_ready(ready_file, {"host": host, "port": actual, "pid": os.getpid(),
-                                  "url": f"http://{host}:{actual}"})
-    log.warning("lab zvm serving http://%s:%d", host, actual)
-    await task
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,13 +76,16 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             records.append(record.getMessage())
 
     handler = Capture(level=logging.DEBUG)
-    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs", "tasks.tenant")]
+    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs", "draas.tasks")]
+    levels = [logger.level for logger in loggers]
     for logger in loggers:
-        monkeypatch.setattr(logger, "level", logging.DEBUG)
+        # setLevel, not the attribute: it also clears the isEnabledFor cache an earlier run filled.
+        logger.setLevel(logging.DEBUG)
         logger.addHandler(handler)
     yield records
-    for logger in loggers:
+    for logger, level in zip(loggers, levels, strict=True):
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def copy_configs(tmp: Path, edit: dict[str, str] | None = None) -> Path:
