@@ -6,6 +6,7 @@ configs through its control API, the recovery vCenter over SOAP), never the flow
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from draas.container import render_container
 from draas.site import Site
 from draas.state.store import StateStore
 from draas.validation import load_catalog, load_tenant
+from e2e.prefect_api import api_logs_of, artifacts_of
 
 Snapshot = dict[str, object]
 
@@ -182,6 +184,17 @@ def test_container_lifecycle(flows_env: Path, lab, tenant_id: str) -> None:
     second = preprovision_container(tenant_id)
     assert not second.changed, [s.target for s in second.steps if s.changed]
     assert snapshot(lab) == after
+
+    # The IPsec PSK is in the pushed config, but nowhere the product records or shows things.
+    from prefect.blocks.system import Secret
+
+    psk = Secret.load(tenant.network.ipsec.psk_secret).get()
+    runs = [dry.run_id, first.run_id, second.run_id]
+    shown = [json.dumps([o.model_dump(mode="json") for o in recorded]),
+             *(json.dumps(s.model_dump(mode="json")) for r in runs for s in store.steps(r)),
+             *(str(a.data) for r in runs for a in artifacts_of(r)), *(m for r in runs for m in api_logs_of(r))]
+    assert any("crypto map" in text for text in shown), "the check reads the pushed VPN config"
+    assert not [text[:80] for text in shown if psk in text]
 
     off = offboard_tenant(tenant_id)
     assert off.removed == len(recorded)

@@ -22,18 +22,13 @@ from typing import Any
 import pytest
 from prefect import get_client
 from prefect.blocks.system import Secret
-from prefect.client.schemas.filters import (
-    LogFilter,
-    LogFilterFlowRunId,
-)
-from prefect.client.schemas.objects import Artifact
 from prefect.exceptions import ObjectNotFound
-from prefect.logging.handlers import APILogHandler
 
 from blocks.servicedesk import ServiceDeskCredentials
 from draas.clients.servicedesk import CHANGE_REQUEST
 from draas.state.store import StateStore
 from draas.validation import ConfigInvalid, load_tenant
+from e2e.prefect_api import api_logs_of, artifacts_of
 from flows.onboard import STEPS, onboard_tenant
 from lab.state import LabState
 from tasks.tenant import (
@@ -114,23 +109,6 @@ def secret_block_names() -> set[str]:
     with get_client(sync_client=True) as client:
         docs = client.read_block_documents(include_secrets=False, offset=0, limit=200)
     return {d.name for d in docs if d.name and d.block_type and d.block_type.slug == "secret"}
-
-
-def artifacts_of(run_id: str) -> list[Artifact]:
-    # Prefect 3.8's read_artifacts sends unset filters and paging as null, which its server
-    # refuses (422); post the filter as the server expects it.
-    with get_client(sync_client=True) as client:
-        response = client.request("POST", "/artifacts/filter", json={
-            "artifacts": {"flow_run_id": {"any_": [run_id]}}, "sort": "CREATED_DESC", "limit": 200, "offset": 0})
-    return Artifact.model_validate_list(response.json())
-
-
-def api_logs_of(run_id: str) -> list[str]:
-    APILogHandler().flush()  # blocks until queued run logs reached the server
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])),
-                                limit=200, offset=0)
-    return [log.message for log in logs]
 
 
 def closed_port() -> int:
