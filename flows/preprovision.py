@@ -23,6 +23,7 @@ from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+from draas.clients.servicedesk import CHANGE_REQUEST
 from draas.container import DeviceConfig, render_container
 from draas.errors import PermanentError
 from draas.models.results import StepResult
@@ -30,6 +31,7 @@ from draas.models.vcenter import Marks
 from draas.site import Site
 from draas.state.store import StateStore
 from flows.runbook import RunRecord, error_text
+from tasks.common import task_logger
 from tasks.container import (
     VCenterObjectPlan,
     plan_vcenter_objects,
@@ -39,6 +41,7 @@ from tasks.container import (
     verify_container,
 )
 from tasks.network import push_device_config
+from tasks.servicedesk import add_work_note, close_change_record
 from tasks.tenant import validate_tenant_config
 from tasks.vcenter import create_dvportgroup, create_folder, create_resource_pool, create_vm
 
@@ -111,8 +114,8 @@ def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str
     configs: list[DeviceConfig] = render_container(t, catalog, site.devices,
                                                    psk=load_psk(t.network.ipsec.psk_secret))
     objects = plan_vcenter_objects(t, catalog)
-    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="preprovision_container", tenant=tenant, artifact_key="preprovision",
-                    requested_by=requested_by, channel=channel, total_steps=2 + len(configs) + len(objects),
+    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="preprovision_container", tenant=tenant,
+                    artifact_key="preprovision", requested_by=requested_by, channel=channel, total_steps=2 + len(configs) + len(objects),
                     parameters={"tenant": tenant, "dry_run": dry_run, "config_dir": config_dir}, dry_run=dry_run)
     run.step(valid.step)
     try:
@@ -126,32 +129,51 @@ def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str
             run.step(create_vcenter_object(site, obj, Marks(tenant=tenant, purpose=obj.purpose, run_id=owner),
                                            dry_run))
         if not dry_run:
-            run.step(verify_container(configs, objects))
+            run.step(verify_container(configs, objects, site))
     except Exception as exc:
         if not dry_run:
-            _roll_back(store, tenant, run_id, run)
+            _roll_back(store, tenant, site, run_id, run)
+            _note_on_change(site, tenant, f"preprovision-container run {run_id} failed and removed what it "
+                                          f"created: {error_text(exc)}", close=False)
         run.failed(f"Container for {tenant}: failed, this run's objects removed", exc)
         raise
     if run.changed and not dry_run:
         store.record_change(tenant_id=tenant, kind="container",
                             subject=f"network container ({t.network.tier})",
                             description=f"preprovision-container run {run_id} changed the container")
+        _note_on_change(site, tenant, f"Network container ({t.network.tier}) provisioned and verified by "
+                                      f"preprovision-container run {run_id}: {len(configs)} device configs, "
+                                      f"{len(objects)} vCenter objects.", close=True)
     run.succeeded(f"Container for {tenant}: {'dry run' if dry_run else 'complete'}",
                   extra=_inventory(configs, objects))
     return PreprovisionResult(tenant=tenant, run_id=run_id, dry_run=dry_run, changed=run.changed, steps=run.steps)
 
 
-def _roll_back(store: StateStore, tenant: str, run_id: str, run: RunRecord) -> None:
+def _roll_back(store: StateStore, tenant: str, site: Site, run_id: str, run: RunRecord) -> None:
     """Remove everything this run recorded, newest first; keep going past failures."""
     errors: list[str] = []
     for rec in store.objects(tenant, run_id=run_id):
         try:
             assert rec.id is not None
-            run.step(remove_provisioned_object(rec.id))
+            run.step(remove_provisioned_object(rec.id, site))
         except Exception as exc:  # noqa: BLE001 - report every leftover, the sweeper retries them
             errors.append(f"{rec.system}:{rec.name}: {error_text(exc)}")
     if errors:
         run.audit("rollback_incomplete", {"leftovers": errors})
+
+
+def _note_on_change(site: Site, tenant: str, note: str, close: bool) -> None:
+    """Tell the onboarding change record what happened (and close it once the container is built).
+
+    The container is what counts: a service desk that cannot be reached is logged, not fatal.
+    """
+    desk = site.servicedesk_block()
+    try:
+        add_work_note(desk, f"onboard-{tenant}", note, table=CHANGE_REQUEST)
+        if close:
+            close_change_record(desk, f"onboard-{tenant}", close_notes=note)
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        task_logger().warning("could not update the onboarding change record of %s: %s", tenant, error_text(exc))
 
 
 def _inventory(configs: list[DeviceConfig], objects: list[VCenterObjectPlan]) -> list[str]:

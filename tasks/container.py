@@ -102,8 +102,8 @@ def record_vcenter_object(store: StateStore, tenant_id: str, run_id: str, obj: V
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
-def remove_provisioned_object(record_id: int, database_url: str | None = None,
-                              site_config: str | None = None) -> StepResult:
+def remove_provisioned_object(record_id: int, site: Site | None = None,
+                              database_url: str | None = None) -> StepResult:
     """Remove one recorded object from its system, then mark the record removed.
 
     Removing something already gone is no error (``changed=False``): the record may have been
@@ -114,7 +114,7 @@ def remove_provisioned_object(record_id: int, database_url: str | None = None,
     if rec is None:
         raise PermanentError(f"no provisioned object {record_id}")
     result = StepResult(step="remove_provisioned_object", target=f"{rec.system}:{rec.name}")
-    site = Site.load(site_config)
+    site = site or Site.load()
     detail: dict[str, Any] = {"kind": rec.kind, "record": record_id}
     changed = False
     diff: list[str] = []
@@ -143,14 +143,14 @@ def remove_provisioned_object(record_id: int, database_url: str | None = None,
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def verify_container(configs: list[DeviceConfig], vcenter_objects: list[VCenterObjectPlan],
-                     site_config: str | None = None) -> StepResult:
+                     site: Site | None = None) -> StepResult:
     """Read back every device config and vCenter object and prove the container is complete.
 
     Raises:
         ContainerIncomplete: listing every device line or vCenter object that is missing.
     """
     result = StepResult(step="verify_container", target=f"{len(configs)} configs, {len(vcenter_objects)} objects")
-    site = Site.load(site_config)
+    site = site or Site.load()
     missing: list[str] = []
     for cfg in configs:
         with site.device_block(cfg.device).get_client() as client:
@@ -166,15 +166,15 @@ def verify_container(configs: list[DeviceConfig], vcenter_objects: list[VCenterO
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
-def verify_objects_removed(record_ids: list[int], database_url: str | None = None,
-                           site_config: str | None = None) -> StepResult:
+def verify_objects_removed(record_ids: list[int], site: Site | None = None,
+                           database_url: str | None = None) -> StepResult:
     """Prove that none of the recorded objects is left on any device or in vCenter.
 
     Raises:
         ContainerIncomplete: naming every object (or device line) that is still there.
     """
     store = StateStore(database_url)
-    site = Site.load(site_config)
+    site = site or Site.load()
     records = [r for r in (store.get_object(i) for i in record_ids) if r is not None]
     result = StepResult(step="verify_objects_removed", target=f"{len(records)} objects")
     left: list[str] = []
