@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit lint lab-up lab-down clean
+.PHONY: setup demo test test-unit bench lint lab-up lab-down clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -16,8 +16,11 @@ test: setup
 test-unit: setup
 	$(VENV)/bin/pytest -m unit
 
+bench: setup
+	$(PY) -m benchmarks.lab_bench
+
 lint: setup
-	$(VENV)/bin/ruff check draas lab flows tasks blocks deployments tests
+	$(VENV)/bin/ruff check .
 
 lab-up: setup
 	$(VENV)/bin/draas lab up

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -186,29 +185,22 @@ def test_reset_restores_the_baseline(lab) -> None:
         conn.disconnect()
 
 
-def test_pushing_200_lines_is_fast(lab) -> None:
-    """netmiko's per-line echo check polls every 10 ms; the emulator itself answers in microseconds."""
+def test_a_200_line_block_in_one_write_is_applied_whole(lab) -> None:
+    """Lines written without waiting for each echo all land (timings: benchmarks/cisco_push.py)."""
     conn = connect(lab, "agg-1")
     try:
         lines = [line for i in range(100) for line in (f"vlan {3400 + i}", f"  name bulk-{i}")]
-        start = time.perf_counter()
         out = conn.send_config_set(lines)
-        per_line = time.perf_counter() - start
         assert "Invalid" not in out
 
         renamed = [line.replace("bulk-", "fast-") for line in lines]
-        start = time.perf_counter()
         conn.config_mode()
         conn.write_channel("\n".join(renamed) + "\n")  # no echo check: one write, one read
         conn.read_until_pattern(re.escape(renamed[-1].strip()) + r"\s*\n.*\(config[^)]*\)#", read_timeout=10)
         conn.exit_config_mode()
-        bulk = time.perf_counter() - start
-        print(f"\n200 config lines: send_config_set {per_line:.3f} s, single write {bulk:.3f} s")
 
         running = control(lab, "/devices/agg-1/running")
         assert running.count("  name fast-") == 100 and "bulk-" not in running
-        assert bulk < 1.0
-        assert per_line < 200 * 0.025  # netmiko's own 10 ms poll per line dominates
         conn.send_config_set([f"no vlan {3400 + i}" for i in range(100)])
     finally:
         conn.disconnect()

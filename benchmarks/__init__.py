@@ -1,0 +1,1 @@
+"""Benchmarks: speed figures printed, never asserted in the test suite."""
