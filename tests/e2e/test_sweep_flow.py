@@ -1,0 +1,220 @@
+"""The crash sweeper against the lab: what a killed run left on the devices and in vCenter goes.
+
+A crash is staged the way preprovision-container leaves one: the run is recorded as running,
+each object is recorded and then created (one recorded but never created), and the process
+"dies": its Prefect flow run is set Crashed, or never existed on this server. Assertions read
+the Cisco emulator's running config through its control API and the recovery vCenter.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect import get_client
+from prefect.states import Cancelling, Completed, Crashed, Failed, Paused, Pending, Running, Scheduled
+from typer.testing import CliRunner
+
+from blocks.cisco import CiscoDeviceCredentials
+from blocks.vcenter import VCenterCredentials
+from draas.container import DeviceConfig
+from draas.state.store import StateStore
+from draas.state.tables import FlowRunRecord, utcnow
+from tasks.container import VCenterObjectPlan, record_device_config, record_vcenter_object
+
+TENANT = "sweeptest"
+PREPROVISION = "preprovision-container"
+
+
+@pytest.fixture
+def store(lab, prefect_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateStore:
+    monkeypatch.setenv("DRAAS_DATABASE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    return StateStore()
+
+
+# --- staging a crash ----------------------------------------------------------------------------
+
+
+def new_flow_run() -> str:
+    """A real preprovision-container flow run on the Prefect server, in state Running."""
+    from flows.preprovision import preprovision_container
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(preprovision_container, parameters={"tenant": TENANT}, state=Pending())
+        client.set_flow_run_state(run.id, Running(), force=True)
+    return str(run.id)
+
+
+def kill(run_id: str) -> None:
+    """What Prefect records when the flow's process dies."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(run_id), Crashed(), force=True)
+
+
+def agg_vlan(vlan: int, name: str) -> DeviceConfig:
+    return DeviceConfig(device="agg-1", context=None, role="aggregation", platform="cisco_nxos",
+                        template="test-vlan", lines=[f"vlan {vlan}", f" name {name}"])
+
+
+def provision(store: StateStore, lab, run_id: str, *, vlan: int, folder: str, create_folder: bool = True,
+              flow: str = PREPROVISION) -> None:
+    """Record then create a VLAN on agg-1 and a vCenter folder, exactly as preprovision does."""
+    store.start_run(run_id, flow=flow, tenant_id=TENANT, kind="preprovision_container")
+    cfg = agg_vlan(vlan, folder)
+    record_device_config(store, TENANT, run_id, cfg)
+    with CiscoDeviceCredentials.from_lab(lab, "agg-1").get_client() as device:
+        assert device.apply(cfg.text).changed
+    record_vcenter_object(store, TENANT, run_id, VCenterObjectPlan(kind="folder", name=folder))
+    if create_folder:  # else the crash came between recording the folder and creating it
+        with VCenterCredentials.from_lab(lab).get_client() as vc:
+            assert vc.create_folder(folder).changed
+
+
+# --- reading the systems ------------------------------------------------------------------------
+
+
+def agg_running(lab) -> str:
+    return httpx.get(f"{lab.cisco.control_url}/devices/agg-1/running", timeout=10).raise_for_status().text
+
+
+def has_vlan(lab, vlan: int) -> bool:
+    return re.search(rf"^vlan {vlan}$", agg_running(lab), re.MULTILINE) is not None
+
+
+def folders(lab, *names: str) -> set[str]:
+    with VCenterCredentials.from_lab(lab).get_client() as vc:
+        return {n for n in names if vc.find("folder", n) is not None}
+
+
+def world(lab, store: StateStore) -> tuple:
+    """Everything a sweep could change: device, vCenter, and the store (but the audit log)."""
+    counts = {t: n for t, n in store.counts().items() if t != "audit_log"}
+    runs = [(r.id, r.state, r.outcome) for r in store.runs()]
+    objects = [(o.id, o.removed_at) for r in store.runs() for o in store.run_objects(r.id, active_only=False)]
+    return agg_running(lab), folders(lab, *FOLDERS), counts, runs, objects
+
+
+FOLDERS = ("sweep-crashed", "sweep-ghost", "sweep-alive", "sweep-elsewhere")
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore, lab) -> None:
+    from flows.sweep import sweep_crashed_runs
+
+    crashed = new_flow_run()  # killed mid-run
+    provision(store, lab, crashed, vlan=3991, folder="sweep-crashed")
+    kill(crashed)
+    ghost = str(uuid.uuid4())  # its flow run is gone from the server
+    provision(store, lab, ghost, vlan=3992, folder="sweep-ghost", create_folder=False)
+    alive = new_flow_run()  # still running: must not be touched
+    provision(store, lab, alive, vlan=3993, folder="sweep-alive")
+    # A run of a flow this Prefect server has never seen: probably another server's run.
+    elsewhere = str(uuid.uuid4())
+    store.start_run(elsewhere, flow="flow-of-another-server", tenant_id=TENANT)
+    assert all(has_vlan(lab, v) for v in (3991, 3992, 3993))
+    assert folders(lab, *FOLDERS) == {"sweep-crashed", "sweep-alive"}
+
+    # Dry run: names the dead runs and their objects, changes nothing.
+    before = world(lab, store)
+    dry = sweep_crashed_runs(dry_run=True, older_than_minutes=0, requested_by="ops")
+    assert world(lab, store) == before, "a dry run changed something"
+    assert {s.run_id for s in dry.swept} == {crashed, ghost}
+    by_id = {s.run_id: s for s in dry.swept}
+    assert "cisco config:test-vlan agg-1" in by_id[crashed].objects
+    assert "vcenter-recovery folder sweep-ghost" in by_id[ghost].objects
+    assert {v.run_id for v in dry.left_alone} == {alive, elsewhere}
+    assert dry.steps == []
+
+    result = sweep_crashed_runs(older_than_minutes=0, requested_by="ops", channel="cli")
+    assert {s.run_id for s in result.swept} == {crashed, ghost} and result.changed
+    left = {v.run_id: v.reason for v in result.left_alone}
+    assert set(left) == {alive, elsewhere}
+    assert "Running" in left[alive] and "server" in left[elsewhere]
+
+    # The systems: the dead runs' VLANs and folder are gone, the live run's are still there.
+    assert not has_vlan(lab, 3991) and not has_vlan(lab, 3992)
+    assert has_vlan(lab, 3993)
+    assert folders(lab, *FOLDERS) == {"sweep-alive"}
+    # The store: records marked removed, runs Crashed/swept; the live run untouched.
+    for dead in (crashed, ghost):
+        recorded = store.run_objects(dead, active_only=False)
+        assert len(recorded) == 2 and all(o.removed_at is not None for o in recorded)
+        run = store.get_run(dead)
+        assert run is not None and (run.state, run.outcome) == ("Crashed", "swept")
+        assert result.run_id in (run.error or "")
+    assert len(store.run_objects(alive)) == 2
+    assert store.get_run(alive).state == "Running"  # type: ignore[union-attr]
+    assert store.get_run(elsewhere).state == "Running"  # type: ignore[union-attr]
+    sweep_run = store.get_run(result.run_id)
+    assert sweep_run is not None and (sweep_run.state, sweep_run.outcome) == ("Completed", "success")
+    assert [s.step for s in store.steps(result.run_id)].count("remove_provisioned_object") == 4
+
+    # The audit log: the sweep itself, and each swept run under its tenant.
+    entries = store.audit_log()
+    per_run = [(e.run_id, e.outcome, e.tenant_id) for e in entries if e.action == "sweep_crashed_run"]
+    assert sorted(per_run) == sorted([(crashed, "swept", TENANT), (ghost, "swept", TENANT)])
+    own = [e for e in entries if e.action == "sweep_crashed_runs" and e.run_id == result.run_id]
+    assert [e.outcome for e in own] == ["accepted", "succeeded"]
+    assert set(own[-1].detail["swept"]) == {crashed, ghost} and own[-1].actor == "ops"
+
+    # A second sweep changes nothing.
+    before = world(lab, store)
+    again = sweep_crashed_runs(older_than_minutes=0)
+    assert again.swept == [] and not again.changed and again.steps == []
+    assert {v.run_id for v in again.left_alone} == {alive, elsewhere}
+    after = world(lab, store)
+    assert after[:2] == before[:2] and after[4] == before[4]
+    assert [r for r in after[3] if r[0] != again.run_id] == before[3]
+
+    # Once the live run dies, the next sweep takes it too (and leaves the lab as it found it).
+    kill(alive)
+    last = sweep_crashed_runs()
+    assert [s.run_id for s in last.swept] == [alive]
+    assert not has_vlan(lab, 3993) and folders(lab, *FOLDERS) == set()
+
+
+def test_cli_sweep_dry_run(store: StateStore, lab) -> None:
+    from draas.cli import app
+
+    ghost = new_flow_run()
+    provision(store, lab, ghost, vlan=3994, folder="sweep-cli", create_folder=False)
+    kill(ghost)
+    try:
+        before = world(lab, store)
+        out = CliRunner().invoke(app, ["sweep", "--dry-run", "--older-than", "5"], terminal_width=200)
+        assert out.exit_code == 0, out.output
+        assert ghost in out.output and "would sweep 1 run(s)" in out.output
+        assert world(lab, store) == before
+        assert has_vlan(lab, 3994)
+    finally:
+        out = CliRunner().invoke(app, ["sweep"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "swept 1 run(s)" in out.output and not has_vlan(lab, 3994)
+
+
+# --- the verdict, state by state (no lab needed) -----------------------------------------------
+
+
+@pytest.mark.parametrize(("state", "age_minutes", "sweep"), [
+    (Crashed(), 1, True), (Failed(), 1, True), (Completed(), 1, False), (Completed(), 600, False),
+    (Running(), 600, False), (Pending(), 600, False), (Scheduled(), 600, False), (Paused(), 600, False),
+    (Cancelling(), 1, False), (Cancelling(), 600, True), (None, 1, True),
+])
+def test_judge_run(state, age_minutes: float, sweep: bool) -> None:
+    from flows.sweep import judge_run
+
+    now = utcnow()
+    run = FlowRunRecord(id=str(uuid.uuid4()), flow=PREPROVISION, tenant_id=TENANT,
+                        started=now - timedelta(minutes=age_minutes))
+    if state is not None:
+        state.timestamp = run.started
+    verdict = judge_run(run, state, flow_known=True, now=now, older_than=timedelta(minutes=30))
+    assert verdict.sweep is sweep, verdict.reason
+    assert not judge_run(run, None, flow_known=False, now=now, older_than=timedelta(0)).sweep
