@@ -145,7 +145,7 @@ def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str
                                       f"preprovision-container run {run_id}: {len(configs)} device configs, "
                                       f"{len(objects)} vCenter objects.", close=True)
     run.succeeded(f"Container for {tenant}: {'dry run' if dry_run else 'complete'}",
-                  extra=_inventory(configs, objects))
+                  extra=_inventory(configs, objects) + (_full_diff(run.steps) if dry_run else []))
     return PreprovisionResult(tenant=tenant, run_id=run_id, dry_run=dry_run, changed=run.changed, steps=run.steps)
 
 
@@ -174,6 +174,15 @@ def _note_on_change(site: Site, tenant: str, note: str, close: bool) -> None:
             close_change_record(desk, f"onboard-{tenant}", close_notes=note)
     except Exception as exc:  # noqa: BLE001 - see docstring
         task_logger().warning("could not update the onboarding change record of %s: %s", tenant, error_text(exc))
+
+
+def _full_diff(steps: list[StepResult]) -> list[str]:
+    """Every line a dry run would change, per device/context and vCenter object (secrets masked)."""
+    lines = ["", "## Full diff", ""]
+    for step in steps:
+        if step.diff:
+            lines += [f"### {step.target}", "", "```diff", *step.diff, "```", ""]
+    return lines
 
 
 def _inventory(configs: list[DeviceConfig], objects: list[VCenterObjectPlan]) -> list[str]:

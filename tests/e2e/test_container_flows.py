@@ -127,6 +127,9 @@ def test_container_lifecycle(flows_env: Path, lab, tenant_id: str) -> None:
     assert dry.dry_run and dry.changed, "a dry run of a new container shows what it would create"
     assert any(line.startswith("+") for s in dry.steps for line in s.diff)
     assert snapshot(lab) == before, "a dry run changed a device or vCenter"
+    summary = next(a for a in artifacts_of(dry.run_id) if a.key == f"preprovision-{tenant_id}")
+    for step in dry.steps:  # the summary shows every line of every device's diff
+        assert all(line in str(summary.data) for line in step.diff), step.target
     assert store.objects(tenant_id) == []
 
     first = preprovision_container(tenant_id)
