@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from lab.process import PIDS_FILE, _alive, recorded_pids, stop_pids
+from lab.process import PIDS_FILE, LabStartError, _alive, recorded_pids, stop_pids
 from lab.state import STATE_FILE, LabState, default_lab_config, default_lab_dir, read_partial
 
 
@@ -36,10 +36,13 @@ COMPONENTS: list[tuple[str, str]] = [
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    with open(path) as f:
-        data = yaml.safe_load(f)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise LabStartError(f"{path}: cannot read the lab config: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: lab config must be a mapping")
+        raise LabStartError(f"{path}: the lab config must be a mapping")
     return data
 
 
@@ -71,7 +74,14 @@ def up(lab_dir: Path | None = None, config_path: Path | None = None,
             if only is not None and name not in only:
                 continue
             start: Callable[[LabContext], None] = importlib.import_module(module).start
-            start(ctx)
+            try:
+                start(ctx)
+            except LabStartError as exc:
+                raise LabStartError(f"{config_path}: {exc}") from exc
+            except (KeyError, TypeError, ValueError) as exc:
+                # A setting missing from (or malformed in) the lab config: name the file and part.
+                raise LabStartError(f"{config_path}: {name}: missing or invalid setting: "
+                                    f"{type(exc).__name__}: {exc}") from exc
             ctx.state.save()
     except BaseException:
         down(lab_dir)

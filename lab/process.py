@@ -64,9 +64,20 @@ def wait_ready_file(path: Path, proc: subprocess.Popen[bytes], name: str, timeou
                 except json.JSONDecodeError:
                     pass  # being written
         if proc.poll() is not None:
-            raise LabStartError(f"lab component {name!r} exited with code {proc.returncode}; see its log in logs/{name}.log")
+            raise LabStartError(f"lab component {name!r} exited with code {proc.returncode}: "
+                                f"{_log_tail(path.parent, name)} (log: logs/{name}.log)")
         time.sleep(0.05)
     raise LabStartError(f"lab component {name!r} not ready after {timeout:.0f} s; see logs/{name}.log")
+
+
+def _log_tail(near: Path, name: str) -> str:
+    """The last line of a component's log: usually the reason it stopped."""
+    for base in (near, *near.parents):
+        log = base / "logs" / f"{name}.log"
+        if log.exists():
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            return lines[-1].strip()[:300] if lines else "(empty log)"
+    return "(no log)"
 
 
 def wait_port(host: str, port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> None:

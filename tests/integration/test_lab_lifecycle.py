@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 from lab.state import LabState
 
 DRAAS = [sys.executable, "-c", "from draas.cli import main; main()"]
@@ -64,3 +66,25 @@ def test_cli_up_status_down_leaves_nothing(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # BIND's UDP port is free again
         udp.bind(("127.0.0.1", state.dns.port))  # type: ignore[union-attr]
     assert _draas("lab", "status", lab_dir=tmp_path).returncode == 1
+
+
+def test_a_bad_lab_config_names_file_and_part_and_leaves_nothing(tmp_path: Path) -> None:
+    import yaml
+
+    from lab import launcher
+    from lab.process import LabStartError, recorded_pids
+    from lab.state import default_lab_config
+
+    config = yaml.safe_load(default_lab_config().read_text())
+    del config["cisco"]["devices"]
+    bad = tmp_path / "lab.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    lab_dir = tmp_path / "lab"
+    with pytest.raises(LabStartError) as err:
+        launcher.up(lab_dir=lab_dir, config_path=bad)
+    assert str(bad) in str(err.value) and "cisco" in str(err.value)
+    assert not (lab_dir / "state.json").exists()
+    assert recorded_pids(lab_dir) == []  # the vCenters it had started were stopped again
+
+    cli = _draas("lab", "up", "--config", str(bad), lab_dir=tmp_path / "lab2")
+    assert cli.returncode == 1 and str(bad) in cli.stdout.replace("\n", "") and "Traceback" not in cli.stderr
