@@ -109,6 +109,33 @@ def plan(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id (conf
     print_plan(model, console)
 
 
+@app.command("sweep")
+def sweep(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
+          older_than: float = typer.Option(30.0, "--older-than", metavar="MINUTES",
+                                           help="How long a run may sit in Cancelling before it is swept."),
+          config_dir: Path | None = typer.Option(None, "--config-dir", help="Directory with site.yaml.")) -> None:
+    """Clean up after crashed flow runs (on the configured Prefect API): remove what they recorded."""
+    import getpass
+
+    from flows.sweep import sweep_crashed_runs
+
+    try:
+        result = sweep_crashed_runs(older_than_minutes=older_than, requested_by=getpass.getuser(), channel="cli",
+                                    config_dir=str(config_dir) if config_dir else None, dry_run=dry_run)
+    except Exception as exc:  # noqa: BLE001 - the flow run and the audit log hold the details
+        console.print(f"[red]sweep failed:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    # Plain lines, not a table: run ids must stay whole for copying and grepping.
+    verb = "would sweep" if dry_run else "swept"
+    for run in result.swept:
+        typer.echo(f"{verb} {run.run_id} ({run.flow}, tenant {run.tenant or '-'}): {run.reason}")
+        for obj in run.objects:
+            typer.echo(f"    {'would remove' if dry_run else 'removed'} {obj}")
+    for verdict in result.left_alone:
+        typer.echo(f"left alone {verdict.run_id} ({verdict.flow}, tenant {verdict.tenant or '-'}): {verdict.reason}")
+    typer.echo(f"{verb} {len(result.swept)} run(s), left {len(result.left_alone)} alone")
+
+
 def main() -> None:
     app()
 

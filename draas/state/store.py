@@ -561,6 +561,25 @@ class StateStore:
                 query = query.where(FlowRunRecord.kind == kind)
             return list(s.exec(query.order_by(col(FlowRunRecord.started))))
 
+    def running_runs(self) -> list[FlowRunRecord]:
+        """Runs still recorded as running, oldest first (a crashed run stays here for the sweeper)."""
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(FlowRunRecord)
+                    .where(FlowRunRecord.state == "Running")
+                    .order_by(col(FlowRunRecord.started))
+                )
+            )
+
+    def run_objects(self, run_id: str, *, active_only: bool = True) -> list[ProvisionedObject]:
+        """Objects one run recorded, whatever the tenant, newest first (the order to remove them in)."""
+        with self.session() as s:
+            query = select(ProvisionedObject).where(ProvisionedObject.run_id == run_id)
+            if active_only:
+                query = query.where(col(ProvisionedObject.removed_at).is_(None))
+            return list(s.exec(query.order_by(col(ProvisionedObject.id).desc())))
+
     def steps(self, run_id: str) -> list[StepRecord]:
         with self.session() as s:
             return list(

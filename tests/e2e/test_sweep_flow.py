@@ -61,18 +61,20 @@ def agg_vlan(vlan: int, name: str) -> DeviceConfig:
                         template="test-vlan", lines=[f"vlan {vlan}", f" name {name}"])
 
 
-def provision(store: StateStore, lab, run_id: str, *, vlan: int, folder: str, create_folder: bool = True,
-              flow: str = PREPROVISION) -> None:
+def provision(store: StateStore, lab, run_id: str, tenant: str, *, vlan: int | None = None,
+              folder: str | None = None, create_folder: bool = True, flow: str = PREPROVISION) -> None:
     """Record then create a VLAN on agg-1 and a vCenter folder, exactly as preprovision does."""
-    store.start_run(run_id, flow=flow, tenant_id=TENANT, kind="preprovision_container")
-    cfg = agg_vlan(vlan, folder)
-    record_device_config(store, TENANT, run_id, cfg)
-    with CiscoDeviceCredentials.from_lab(lab, "agg-1").get_client() as device:
-        assert device.apply(cfg.text).changed
-    record_vcenter_object(store, TENANT, run_id, VCenterObjectPlan(kind="folder", name=folder))
-    if create_folder:  # else the crash came between recording the folder and creating it
-        with VCenterCredentials.from_lab(lab).get_client() as vc:
-            assert vc.create_folder(folder).changed
+    store.start_run(run_id, flow=flow, tenant_id=tenant, kind="preprovision_container")
+    if vlan is not None:
+        cfg = agg_vlan(vlan, tenant)
+        record_device_config(store, tenant, run_id, cfg)
+        with CiscoDeviceCredentials.from_lab(lab, "agg-1").get_client() as device:
+            device.apply(cfg.text)
+    if folder is not None:
+        record_vcenter_object(store, tenant, run_id, VCenterObjectPlan(kind="folder", name=folder))
+        if create_folder:  # else the crash came between recording the folder and creating it
+            with VCenterCredentials.from_lab(lab).get_client() as vc:
+                assert vc.create_folder(folder).changed
 
 
 # --- reading the systems ------------------------------------------------------------------------
@@ -99,7 +101,7 @@ def world(lab, store: StateStore) -> tuple:
     return agg_running(lab), folders(lab, *FOLDERS), counts, runs, objects
 
 
-FOLDERS = ("sweep-crashed", "sweep-ghost", "sweep-alive", "sweep-elsewhere")
+FOLDERS = ("sweep-crashed", "sweep-ghost", "sweep-alive", "sweep-waiting")
 
 
 # --- the tests ----------------------------------------------------------------------------------
@@ -109,49 +111,64 @@ def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore
     from flows.sweep import sweep_crashed_runs
 
     crashed = new_flow_run()  # killed mid-run
-    provision(store, lab, crashed, vlan=3991, folder="sweep-crashed")
+    provision(store, lab, crashed, "sweep-a", vlan=3991, folder="sweep-crashed")
     kill(crashed)
     ghost = str(uuid.uuid4())  # its flow run is gone from the server
-    provision(store, lab, ghost, vlan=3992, folder="sweep-ghost", create_folder=False)
+    provision(store, lab, ghost, "sweep-b", vlan=3992, folder="sweep-ghost", create_folder=False)
+    waiting = new_flow_run()  # dead, but a later run of its tenant is still at work
+    provision(store, lab, waiting, "sweep-c", folder="sweep-waiting", create_folder=False)
+    kill(waiting)
     alive = new_flow_run()  # still running: must not be touched
-    provision(store, lab, alive, vlan=3993, folder="sweep-alive")
+    provision(store, lab, alive, "sweep-c", vlan=3993, folder="sweep-alive")
+    adopted = new_flow_run()  # dead, then a re-run of the same flow converged on its objects
+    provision(store, lab, adopted, "sweep-d", vlan=3994)
+    kill(adopted)
+    rerun = str(uuid.uuid4())
+    provision(store, lab, rerun, "sweep-d", vlan=3994)
+    store.finish_run(rerun, state="Completed", outcome="success")
     # A run of a flow this Prefect server has never seen: probably another server's run.
     elsewhere = str(uuid.uuid4())
-    store.start_run(elsewhere, flow="flow-of-another-server", tenant_id=TENANT)
-    assert all(has_vlan(lab, v) for v in (3991, 3992, 3993))
+    store.start_run(elsewhere, flow="flow-of-another-server", tenant_id="sweep-e")
+    assert all(has_vlan(lab, v) for v in (3991, 3992, 3993, 3994))
     assert folders(lab, *FOLDERS) == {"sweep-crashed", "sweep-alive"}
+    adopted_records = store.run_objects(adopted)
+    assert len(adopted_records) == 1 and store.run_objects(rerun) == [], "the re-run reused the record"
 
     # Dry run: names the dead runs and their objects, changes nothing.
     before = world(lab, store)
     dry = sweep_crashed_runs(dry_run=True, older_than_minutes=0, requested_by="ops")
     assert world(lab, store) == before, "a dry run changed something"
-    assert {s.run_id for s in dry.swept} == {crashed, ghost}
+    assert {s.run_id for s in dry.swept} == {crashed, ghost, adopted}
     by_id = {s.run_id: s for s in dry.swept}
-    assert "cisco config:test-vlan agg-1" in by_id[crashed].objects
+    assert by_id[crashed].objects == ["vcenter-recovery folder sweep-crashed",
+                                      "cisco config:test-vlan agg-1"], "newest first"
     assert "vcenter-recovery folder sweep-ghost" in by_id[ghost].objects
-    assert {v.run_id for v in dry.left_alone} == {alive, elsewhere}
+    assert by_id[adopted].objects == [] and rerun in by_id[adopted].reason
+    assert {v.run_id for v in dry.left_alone} == {waiting, alive, elsewhere}
     assert dry.steps == []
 
     result = sweep_crashed_runs(older_than_minutes=0, requested_by="ops", channel="cli")
-    assert {s.run_id for s in result.swept} == {crashed, ghost} and result.changed
+    assert {s.run_id for s in result.swept} == {crashed, ghost, adopted} and result.changed
     left = {v.run_id: v.reason for v in result.left_alone}
-    assert set(left) == {alive, elsewhere}
-    assert "Running" in left[alive] and "server" in left[elsewhere]
+    assert set(left) == {waiting, alive, elsewhere}
+    assert "Running" in left[alive] and "server" in left[elsewhere] and alive in left[waiting]
 
-    # The systems: the dead runs' VLANs and folder are gone, the live run's are still there.
+    # The systems: the dead runs' VLANs and folder are gone; the live and the adopted ones stay.
     assert not has_vlan(lab, 3991) and not has_vlan(lab, 3992)
-    assert has_vlan(lab, 3993)
+    assert has_vlan(lab, 3993) and has_vlan(lab, 3994)
     assert folders(lab, *FOLDERS) == {"sweep-alive"}
-    # The store: records marked removed, runs Crashed/swept; the live run untouched.
+    # The store: records marked removed, runs Crashed/swept; the others untouched.
     for dead in (crashed, ghost):
         recorded = store.run_objects(dead, active_only=False)
         assert len(recorded) == 2 and all(o.removed_at is not None for o in recorded)
+    for dead in (crashed, ghost, adopted):
         run = store.get_run(dead)
         assert run is not None and (run.state, run.outcome) == ("Crashed", "swept")
         assert result.run_id in (run.error or "")
-    assert len(store.run_objects(alive)) == 2
-    assert store.get_run(alive).state == "Running"  # type: ignore[union-attr]
-    assert store.get_run(elsewhere).state == "Running"  # type: ignore[union-attr]
+    assert store.run_objects(adopted) == adopted_records
+    assert len(store.run_objects(alive)) == 2 and len(store.run_objects(waiting)) == 1
+    for untouched in (waiting, alive, elsewhere):
+        assert store.get_run(untouched).state == "Running"  # type: ignore[union-attr]
     sweep_run = store.get_run(result.run_id)
     assert sweep_run is not None and (sweep_run.state, sweep_run.outcome) == ("Completed", "success")
     assert [s.step for s in store.steps(result.run_id)].count("remove_provisioned_object") == 4
@@ -159,44 +176,78 @@ def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore
     # The audit log: the sweep itself, and each swept run under its tenant.
     entries = store.audit_log()
     per_run = [(e.run_id, e.outcome, e.tenant_id) for e in entries if e.action == "sweep_crashed_run"]
-    assert sorted(per_run) == sorted([(crashed, "swept", TENANT), (ghost, "swept", TENANT)])
+    assert sorted(per_run) == sorted([(crashed, "swept", "sweep-a"), (ghost, "swept", "sweep-b"),
+                                      (adopted, "swept", "sweep-d")])
     own = [e for e in entries if e.action == "sweep_crashed_runs" and e.run_id == result.run_id]
     assert [e.outcome for e in own] == ["accepted", "succeeded"]
-    assert set(own[-1].detail["swept"]) == {crashed, ghost} and own[-1].actor == "ops"
+    assert set(own[-1].detail["swept"]) == {crashed, ghost, adopted} and own[-1].actor == "ops"
 
     # A second sweep changes nothing.
     before = world(lab, store)
     again = sweep_crashed_runs(older_than_minutes=0)
     assert again.swept == [] and not again.changed and again.steps == []
-    assert {v.run_id for v in again.left_alone} == {alive, elsewhere}
+    assert {v.run_id for v in again.left_alone} == {waiting, alive, elsewhere}
     after = world(lab, store)
     assert after[:2] == before[:2] and after[4] == before[4]
     assert [r for r in after[3] if r[0] != again.run_id] == before[3]
 
-    # Once the live run dies, the next sweep takes it too (and leaves the lab as it found it).
+    # Once the live run dies, the next sweep takes it and the run that waited for it.
     kill(alive)
     last = sweep_crashed_runs()
-    assert [s.run_id for s in last.swept] == [alive]
+    assert {s.run_id for s in last.swept} == {alive, waiting}
     assert not has_vlan(lab, 3993) and folders(lab, *FOLDERS) == set()
+    with CiscoDeviceCredentials.from_lab(lab, "agg-1").get_client() as device:  # leave the lab as found
+        device.remove(agg_vlan(3994, "sweep-d").lines)
+    assert not has_vlan(lab, 3994)
+
+
+def test_a_failed_removal_leaves_the_run_for_the_next_sweep(store: StateStore, lab) -> None:
+    from flows.sweep import SweepIncomplete, sweep_crashed_runs
+
+    crashed = new_flow_run()
+    provision(store, lab, crashed, "sweep-g", vlan=3996, folder="sweep-stuck")
+    kill(crashed)
+    control = httpx.Client(base_url=lab.cisco.control_url, timeout=10)
+    control.post("/faults", json={"device": "agg-1", "on_line_matching": "no vlan 3996", "times": 1,
+                                  "message": "% VLAN 3996 is in use"}).raise_for_status()
+    try:
+        with pytest.raises(SweepIncomplete, match="3996 is in use"):
+            sweep_crashed_runs()
+    finally:
+        control.delete("/faults").raise_for_status()
+        control.close()
+    # What could go went (newest first: the folder); the run waits for the next sweep.
+    assert folders(lab, "sweep-stuck") == set() and has_vlan(lab, 3996)
+    assert [o.kind for o in store.run_objects(crashed)] == ["config:test-vlan"]
+    assert store.get_run(crashed).state == "Running"  # type: ignore[union-attr]
+    failed = [e for e in store.audit_log() if e.action == "sweep_crashed_run"]
+    assert [(e.run_id, e.outcome, e.tenant_id) for e in failed] == [(crashed, "failed", "sweep-g")]
+    sweeps = [r for r in store.runs() if r.flow == "sweep-crashed-runs"]
+    assert [(r.state, r.outcome) for r in sweeps] == [("Failed", "failure")]
+
+    again = sweep_crashed_runs()
+    assert [s.run_id for s in again.swept] == [crashed] and not has_vlan(lab, 3996)
+    assert store.get_run(crashed).state == "Crashed"  # type: ignore[union-attr]
 
 
 def test_cli_sweep_dry_run(store: StateStore, lab) -> None:
     from draas.cli import app
 
     ghost = new_flow_run()
-    provision(store, lab, ghost, vlan=3994, folder="sweep-cli", create_folder=False)
+    provision(store, lab, ghost, "sweep-f", vlan=3995, folder="sweep-cli", create_folder=False)
     kill(ghost)
     try:
         before = world(lab, store)
-        out = CliRunner().invoke(app, ["sweep", "--dry-run", "--older-than", "5"], terminal_width=200)
+        out = CliRunner().invoke(app, ["sweep", "--dry-run", "--older-than", "5"])
         assert out.exit_code == 0, out.output
-        assert ghost in out.output and "would sweep 1 run(s)" in out.output
+        assert f"would sweep {ghost}" in out.output and "would remove cisco config:test-vlan agg-1" in out.output
+        assert "would sweep 1 run(s)" in out.output
         assert world(lab, store) == before
-        assert has_vlan(lab, 3994)
+        assert has_vlan(lab, 3995)
     finally:
-        out = CliRunner().invoke(app, ["sweep"], terminal_width=200)
+        out = CliRunner().invoke(app, ["sweep"])
     assert out.exit_code == 0, out.output
-    assert "swept 1 run(s)" in out.output and not has_vlan(lab, 3994)
+    assert "swept 1 run(s)" in out.output and not has_vlan(lab, 3995)
 
 
 # --- the verdict, state by state (no lab needed) -----------------------------------------------
