@@ -67,7 +67,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from draas.clients.cisco_config import parse_config, render_template
+from draas.clients.cisco_config import CiscoTemplateError, parse_config, render_template
 from draas.errors import PermanentError
 from draas.models.tenant import FirewallPath, LoadBalancerVip, TenantConfig, Vlan
 from draas.models.tiers import Tier, TierCatalog
@@ -792,6 +792,32 @@ def _secret(psk: str | SecretStr) -> str:
     if not value or len(value) > 128 or any(ch.isspace() for ch in value):
         raise ContainerRenderError("the IPsec pre-shared key must be 1-128 characters without blanks")
     return value
+
+
+def transit_vlans(tenant: TenantConfig, catalog: TierCatalog,
+                  settings: ContainerSettings | None = None) -> dict[int, int]:
+    """The transit-link VLAN ids the container will add: ``{transit VLAN id: tenant VLAN id it derives from}``.
+
+    Raises:
+        ContainerRenderError: the tenant's network cannot carry its tier's transit links.
+    """
+    builder = _Builder(tenant, catalog, [], "-", settings or ContainerSettings(), TEMPLATES_DIR)
+    offset = builder.s.transit_vlan_offset
+    return {t.vlan: t.vlan - offset for t in builder.transits.values()}
+
+
+def render_problems(tenant: TenantConfig, catalog: TierCatalog, devices: Iterable[Mapping[str, Any] | BaseModel],
+                    settings: ContainerSettings | None = None) -> list[str]:
+    """Why the tenant's container would not render on ``devices`` (empty: it renders).
+
+    Validation runs this so that a tenant that validates cannot fail half way through
+    pre-provisioning for want of something in its own file.
+    """
+    try:
+        render_container(tenant, catalog, devices, psk="validation-only-placeholder", settings=settings)
+    except (ContainerRenderError, CiscoTemplateError) as exc:
+        return [str(exc)]
+    return []
 
 
 def render_container(tenant: TenantConfig, catalog: TierCatalog,

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from draas.container import ContainerRenderError, render_problems, transit_vlans
 from draas.errors import PermanentError
 from draas.models.packages import (
     MAX_CHANGE_GB_PER_DAY_PER_PROCESS_SERVER,
@@ -887,7 +888,21 @@ def check_tenant(tenant: TenantConfig, catalog: TierCatalog | None, file: str) -
             problems += [Problem(file, path, reason) for path, reason in rule(tenant, tier)]
         except Exception as exc:  # noqa: BLE001 - a validator bug must not become a traceback
             problems.append(Problem(file, ROOT, f"validator error in {rule.__name__}: {exc!r}"))
+    if tier is not None and not problems:
+        problems += [Problem(file, "network", reason) for reason in _container_problems(tenant, catalog)]
     return problems
+
+
+def _container_problems(tenant: TenantConfig, catalog: TierCatalog | None) -> list[str]:
+    """Why the tenant's container would not render on the recovery site's devices."""
+    from draas.site import Site, SiteConfigError
+
+    try:
+        devices = Site.load().devices
+    except SiteConfigError:
+        return []  # the site file's own problem, reported by every flow that reads it
+    assert catalog is not None
+    return render_problems(tenant, catalog, devices)
 
 
 # --- cross-tenant rules ----------------------------------------------------------------------------
@@ -900,8 +915,25 @@ class _Loaded:
     tenant: TenantConfig
 
 
-def _claims(t: TenantConfig) -> Iterator[tuple[str, Any, str]]:
-    """(kind, value, field path) of everything that must be unique across tenants."""
+def _claims(t: TenantConfig, catalog: TierCatalog | None) -> Iterator[tuple[str, Any, str, str]]:
+    """(kind, value, field path, use) of everything that must be unique across tenants.
+
+    ``use`` is empty when the field itself holds the value, else says how the value derives from it.
+    """
+    for kind, value, path in _plain_claims(t):
+        yield kind, value, path, ""
+    # The container's transit links take VLAN ids the tenant file does not list.
+    try:
+        transits = transit_vlans(t, catalog) if catalog is not None and catalog.get(t.network.tier) else {}
+    except ContainerRenderError:
+        transits = {}  # reported by the tenant's own container check
+    index = {v.id: i for i, v in enumerate(t.network.vlans)}
+    for transit, source in transits.items():
+        yield ("VLAN id", transit, f"network.vlans[{index[source]}].id",
+               f" as the container's transit link for VLAN {source}")
+
+
+def _plain_claims(t: TenantConfig) -> Iterator[tuple[str, Any, str]]:
     yield "tenant id", t.id, "id"
     for i, v in enumerate(t.network.vlans):
         yield "VLAN id", v.id, f"network.vlans[{i}].id"
@@ -915,39 +947,34 @@ def _claims(t: TenantConfig) -> Iterator[tuple[str, Any, str]]:
         yield "DNS zone", z.lower().rstrip("."), f"dns_zones[{i}]"
 
 
-def check_cross_tenant(loaded: Sequence[_Loaded], report_on: set[str]) -> list[Problem]:
+def check_cross_tenant(loaded: Sequence[_Loaded], report_on: set[str],
+                       catalog: TierCatalog | None = None) -> list[Problem]:
     """Overlaps between tenants; each is reported once, on a file in ``report_on``."""
     problems: list[Problem] = []
     ordered = sorted(loaded, key=lambda x: x.file)
 
-    def report(a: _Loaded, a_path: str, b: _Loaded, b_path: str, what: str) -> None:
+    def report(a: _Loaded, a_path: str, b: _Loaded, b_path: str, what: str,
+               a_use: str = "", b_use: str = "") -> None:
         # a sorts before b: blame the later file unless only the earlier one is being validated.
+        # ``*_use`` says how a side uses the value when it is not what its field says (a transit link).
         if b.file in report_on:
-            problems.append(
-                Problem(
-                    b.file,
-                    b_path,
-                    f"{what} is already used by tenant {a.tenant.id} ({a.file}: {a_path})",
-                )
-            )
+            problems.append(Problem(b.file, b_path, f"{what}{b_use} is already used by tenant {a.tenant.id} "
+                                                    f"({a.file}: {a_path}){a_use}"))
         elif a.file in report_on:
-            problems.append(
-                Problem(
-                    a.file,
-                    a_path,
-                    f"{what} is also used by tenant {b.tenant.id} ({b.file}: {b_path})",
-                )
-            )
+            problems.append(Problem(a.file, a_path, f"{what}{a_use} is also used by tenant {b.tenant.id} "
+                                                    f"({b.file}: {b_path}){b_use}"))
 
-    owners: dict[tuple[str, Any], tuple[_Loaded, str]] = {}
+    owners: dict[tuple[str, Any], tuple[_Loaded, str, str]] = {}
     for item in ordered:
-        for kind, value, path in _claims(item.tenant):
+        for kind, value, path, use in _claims(item.tenant, catalog):
             key = (kind, value)
             if key in owners and owners[key][0] is not item:
-                first, first_path = owners[key]
-                report(first, first_path, item, path, f"{kind} {value}")
+                first, first_path, first_use = owners[key]
+                if first_use and use:
+                    continue  # two transit links clash only when their VLANs do, which is reported
+                report(first, first_path, item, path, f"{kind} {value}", first_use, use)
             else:
-                owners.setdefault(key, (item, path))
+                owners.setdefault(key, (item, path, use))
     subnets = [
         (item, i, v.subnet) for item in ordered for i, v in enumerate(item.tenant.network.vlans)
     ]
@@ -1055,7 +1082,7 @@ def _validate_paths(paths: list[Path]) -> list[Problem]:
                 problems += check_tenant(tenant, catalog, name)
         if tenant is not None:
             loaded.append(_Loaded(name, f, tenant))
-    problems += check_cross_tenant(loaded, targets)
+    problems += check_cross_tenant(loaded, targets, catalog)
     return sorted(set(problems), key=lambda p: (p.file, p.field_path, p.reason))
 
 

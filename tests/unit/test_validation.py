@@ -150,8 +150,28 @@ def _both_ways(data: dict[str, Any]) -> None:
     data["machines"][0]["nics"][0]["recovery_ip"] = "10.120.1.11"
 
 
+def _drop_customer_rd(data: dict[str, Any]) -> None:
+    del data["network"]["vrfs"][0]["rd"]
+
+
 # (case id, file to break, mutation, exact expected output lines)
 CASES: list[tuple[str, str, Mutation, list[str]]] = [
+    # the container must render from what validates
+    (
+        "transit-vlan-collides-with-another-tenants-vlan",
+        INI,
+        _set("network", "vlans", 1, "id", value=3011),
+        [
+            f"{INI}: network.vlans[1].id: VLAN id 3011 is already used by tenant acme "
+            f"({A}: network.vlans[0].id) as the container's transit link for VLAN 1011"
+        ],
+    ),
+    (
+        "customer-vrf-without-rd",
+        INI,
+        _drop_customer_rd,
+        [f"{INI}: network: tenant initech: VRF initech needs an rd on the PE router"],
+    ),
     # cross-tenant
     (
         "vlan-id-used-twice",
