@@ -158,6 +158,24 @@ def test_refused_login_names_the_user_not_the_password(router: respx.Router, mak
     assert_no_secret(err.value)
 
 
+def test_an_error_body_echoing_the_password_or_token_is_blanked(router: respx.Router,
+                                                                make: Callable[..., ZertoClient]) -> None:
+    router.routes[0].mock(side_effect=None, return_value=httpx.Response(
+        401, json={"Message": f"login svc-draas/{PASSWORD} refused"}))
+    with pytest.raises(ReplicationAuthFailed) as refused:
+        make().local_site()
+    assert "********" in str(refused.value)
+    assert_no_secret(refused.value)
+
+    token = "session-ECHOED-by-server"
+    router.routes[0].mock(return_value=httpx.Response(200, headers={"x-zerto-session": token}))
+    zvm = make()
+    router.get("/v1/vpgs").mock(return_value=httpx.Response(500, json={"Message": f"session {token} broke"}))
+    with pytest.raises(ReplicationTransientError) as broken:
+        zvm.list_groups()
+    assert token not in str(broken.value) and "********" in str(broken.value)
+
+
 def test_keycloak_bearer_and_reauth(router: respx.Router, make: Callable[..., ZertoClient]) -> None:
     token = router.post("/auth/realms/zerto/protocol/openid-connect/token").mock(side_effect=[
         httpx.Response(200, json={"access_token": TOKEN1, "expires_in": 300, "token_type": "Bearer"}),

@@ -197,17 +197,21 @@ class ZertoClient(ReplicationProvider):
         except httpx.TransportError as exc:
             raise ReplicationTransientError(f"{method} {path}: connection failed ({type(exc).__name__})") from exc
 
-    @staticmethod
-    def _message(resp: httpx.Response) -> str:
+    def _message(self, resp: httpx.Response) -> str:
+        """The server's error text, short, with our password and token blanked out (it may echo them)."""
         try:
             body = resp.json()
         except ValueError:
-            return resp.text[:200].strip()
-        if isinstance(body, dict):
-            for key in ("Message", "message", "error_description", "error"):
-                if body.get(key):
-                    return str(body[key])[:300]
-        return str(body)[:200]
+            text = resp.text[:200].strip()
+        else:
+            text = str(body)[:200]
+            if isinstance(body, dict):
+                text = next((str(body[k])[:300] for k in ("Message", "message", "error_description", "error")
+                             if body.get(k)), text)
+        for secret in (self._password, self._token):
+            if secret is not None and secret.get_secret_value():
+                text = text.replace(secret.get_secret_value(), "********")
+        return text
 
     def login(self) -> None:
         """Open a session or get a bearer token (done lazily by every call)."""
