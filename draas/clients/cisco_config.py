@@ -59,6 +59,30 @@ def normalize(line: str) -> str:
     return " ".join(line.split())
 
 
+#: Port names IOS, NX-OS and the ASA print in ACLs and object services instead of numbers.
+PORT_NAMES: dict[str, str] = {
+    "ftp-data": "20", "ftp": "21", "ssh": "22", "telnet": "23", "smtp": "25", "domain": "53",
+    "bootps": "67", "bootpc": "68", "tftp": "69", "www": "80", "http": "80", "kerberos": "88",
+    "pop3": "110", "sunrpc": "111", "ntp": "123", "netbios-ns": "137", "netbios-dgm": "138",
+    "netbios-ssn": "139", "imap4": "143", "snmp": "161", "snmptrap": "162", "bgp": "179", "ldap": "389",
+    "https": "443", "isakmp": "500", "syslog": "514", "ldaps": "636", "sqlnet": "1521",
+}
+_PORT_OPERATOR = re.compile(r"\b(eq|neq|lt|gt|range)((?: \S+){1,2})")
+_FREE_TEXT = re.compile(r"^(description|remark|name|banner)\b|\bremark\b")
+
+
+def port_numbers(line: str) -> str:
+    """``line`` with well-known port names as numbers (``eq www`` -> ``eq 80``); free text untouched.
+
+    Devices print such ports by name whatever was typed, so lines are compared this way:
+    a re-run of a rendered ``eq 80`` against a device showing ``eq www`` is no change.
+    """
+    if _FREE_TEXT.search(line):
+        return line
+    return _PORT_OPERATOR.sub(
+        lambda m: f"{m.group(1)} " + " ".join(PORT_NAMES.get(p, p) for p in m.group(2).split()), line)
+
+
 def mask_secrets(text: str) -> str:
     """``text`` with values after secret keywords (``pre-shared-key X``) replaced by ``*****``."""
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)} *****", text)
@@ -66,6 +90,9 @@ def mask_secrets(text: str) -> str:
 
 def line_matches(candidate: str, running: str) -> bool:
     """True when the running line ``running`` is the candidate line (masked secrets match anything)."""
+    if candidate == running:
+        return True
+    candidate, running = port_numbers(candidate), port_numbers(running)
     if candidate == running:
         return True
     if not _MASKED.search(running):

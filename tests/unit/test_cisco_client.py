@@ -196,6 +196,20 @@ def test_missing_keeps_present_parents_as_context() -> None:
     assert [n.new for n in diff.children] == [True, False, False]
 
 
+def test_ports_the_device_prints_by_name_match_rendered_numbers() -> None:
+    rendered = parse_config("access-list acme-perimeter-in extended permit udp host 203.0.113.10 "
+                            "host 198.51.100.10 eq 500\n"
+                            "access-list acme-web extended permit tcp any any range 80 443\n"
+                            "access-list acme-web remark allow eq 80\n")
+    shown = parse_config("access-list acme-perimeter-in extended permit udp host 203.0.113.10 "
+                         "host 198.51.100.10 eq isakmp\n"
+                         "access-list acme-web extended permit tcp any any range www https\n"
+                         "access-list acme-web remark allow eq www\n")
+    # Ports match whatever the device calls them; a remark is free text and compared as written.
+    assert [c.text for c in missing(rendered, shown).children] == ["access-list acme-web remark allow eq 80"]
+    assert not line_matches("permit tcp any any eq 81", "permit tcp any any eq www")
+
+
 def test_removals_take_owned_blocks_whole_and_leave_shared_parents() -> None:
     running = parse_config(SVI + "router bgp 65010\n  router-id 1.1.1.1\n" + BGP_VRF.split("\n", 1)[1]
                            + "interface Vlan1012\n  description other\n  shutdown\n")
