@@ -41,40 +41,35 @@ def _find(client: ServiceDeskClient, table: Table, correlation_id: str) -> Servi
 
 
 
+def _open_record(credentials: ServiceDeskCredentials, table: Table, record: ChangeRequestCreate | IncidentCreate,
+                 step: str, dry_run: bool) -> StepResult:
+    """Open a ``table`` record for ``record.correlation_id`` unless one exists already."""
+    if not record.correlation_id:
+        raise ValueError(f"{step} needs a correlation_id (it makes the step idempotent)")
+    result = StepResult(step=step, target=record.correlation_id, dry_run=dry_run)
+    with credentials.get_client() as client:
+        found = client.find_by_correlation_id(table, record.correlation_id)
+        if found is not None:
+            return result.done(changed=False, detail=_detail(found))
+        if dry_run:
+            return result.done(changed=True, diff=[f"+ {table} {record.short_description!r}"])
+        created = client.create(table, record.payload())
+    _log().info("opened %s %s for %s", table, created.number, record.correlation_id)
+    return result.done(changed=True, diff=[f"+ {table} {created.number}"], detail=_detail(created))
+
+
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def open_change_record(credentials: ServiceDeskCredentials, change: ChangeRequestCreate,
                        dry_run: bool = False) -> StepResult:
     """Open a change record for ``change.correlation_id`` unless one exists already."""
-    if not change.correlation_id:
-        raise ValueError("open_change_record needs a correlation_id (it makes the step idempotent)")
-    result = StepResult(step="open_change_record", target=change.correlation_id, dry_run=dry_run)
-    with credentials.get_client() as client:
-        found = client.find_change_request(change.correlation_id)
-        if found is not None:
-            return result.done(changed=False, detail=_detail(found))
-        if dry_run:
-            return result.done(changed=True, diff=[f"+ change_request {change.short_description!r}"])
-        record = client.create_change_request(change)
-    _log().info("opened change %s for %s", record.number, change.correlation_id)
-    return result.done(changed=True, diff=[f"+ change_request {record.number}"], detail=_detail(record))
+    return _open_record(credentials, CHANGE_REQUEST, change, "open_change_record", dry_run)
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def open_incident(credentials: ServiceDeskCredentials, incident: IncidentCreate,
                   dry_run: bool = False) -> StepResult:
     """Open an incident for ``incident.correlation_id`` unless one exists already."""
-    if not incident.correlation_id:
-        raise ValueError("open_incident needs a correlation_id (it makes the step idempotent)")
-    result = StepResult(step="open_incident", target=incident.correlation_id, dry_run=dry_run)
-    with credentials.get_client() as client:
-        found = client.find_incident(incident.correlation_id)
-        if found is not None:
-            return result.done(changed=False, detail=_detail(found))
-        if dry_run:
-            return result.done(changed=True, diff=[f"+ incident {incident.short_description!r}"])
-        record = client.create_incident(incident)
-    _log().info("opened incident %s for %s", record.number, incident.correlation_id)
-    return result.done(changed=True, diff=[f"+ incident {record.number}"], detail=_detail(record))
+    return _open_record(credentials, INCIDENT, incident, "open_incident", dry_run)
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
