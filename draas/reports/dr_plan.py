@@ -13,15 +13,18 @@ Secrets never appear: the tenant model only holds the *names* of the secret bloc
 IPsec pre-shared key, the webhook signing key), and only those names are printed.
 
 Both templates get the same context (:class:`DrPlanContext`), already formatted as text.
-The HTML environment autoescapes; the Markdown environment escapes every ``{{ }}`` output
-with :func:`md_escape`, so a display name cannot inject HTML, links or headings into either.
+The fixed prose (the process steps, responsibilities, channels, success criteria) comes from
+the prose template ``dr_plan_prose.j2``, rendered as plain text into that context. Escaping,
+environments and rows are the shared ones of :mod:`draas.reports.render`: the HTML
+environment autoescapes; the Markdown environment escapes every ``{{ }}`` output with
+:func:`~draas.reports.render.escape_md`, so a display name cannot inject HTML, links or
+headings into either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from draas.errors import PermanentError
@@ -58,13 +60,30 @@ from draas.models.types import describe_duration, format_duration
 from draas.planning.journal import size_group
 from draas.planning.rpo import estimate_rpo
 from draas.planning.waves import recovery_plan
+from draas.reports.render import (
+    NONE,
+    TEMPLATES_DIR,
+    Fact,
+    Prose,
+    Row,
+    Table,
+    html_env,
+    load_prose,
+    markdown_env,
+)
+from draas.reports.render import escape_md as md_escape
 from draas.validation import add_months
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "configs" / "templates" / "reports"
-"""Default location of ``dr_plan.md.j2`` and ``dr_plan.html.j2``."""
+__all__ = [
+    "HTML_TEMPLATE", "MARKDOWN_TEMPLATE", "PROSE_TEMPLATE", "ROLE_LABELS", "SECTIONS", "TEMPLATES_DIR",
+    "DrPlanContext", "DrPlanDocument", "DrPlanError", "Fact", "ProviderDetails", "Row", "Table",
+    "build_dr_plan_context", "md_escape", "render_dr_plan",
+]
 
 MARKDOWN_TEMPLATE = "dr_plan.md.j2"
 HTML_TEMPLATE = "dr_plan.html.j2"
+PROSE_TEMPLATE = "dr_plan_prose.j2"
+"""The plan's fixed prose; looked up in ``templates_dir`` first, then in :data:`TEMPLATES_DIR`."""
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("overview", "Disaster recovery service overview"),
@@ -141,13 +160,7 @@ class DrPlanDocument(BaseModel):
 
 # --- the template context -----------------------------------------------------------------------
 # Plain frozen rows of text: the templates only lay them out, so Markdown and HTML cannot
-# disagree about a value.
-
-
-@dataclass(frozen=True)
-class Fact:
-    label: str
-    value: str
+# disagree about a value. Fact, Row and Table are the shared ones of draas.reports.render.
 
 
 @dataclass(frozen=True)
@@ -263,20 +276,6 @@ class DrillRow:
 
 
 @dataclass(frozen=True)
-class Row:
-    """A generic table row (network objects) as a list of cells."""
-
-    cells: list[str]
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: list[str]
-    rows: list[Row]
-    empty: str = "None."
-
-
-@dataclass(frozen=True)
 class DrPlanContext:
     """Everything the templates print, formatted."""
 
@@ -330,7 +329,7 @@ class DrPlanContext:
 
 # --- formatting ---------------------------------------------------------------------------------
 
-_NONE = "—"
+_NONE = NONE
 
 
 def _dur(value: timedelta) -> str:
@@ -360,58 +359,6 @@ def _join(items: Iterable[str], empty: str = _NONE) -> str:
 def _utc(moment: datetime) -> datetime:
     # Naive datetimes are read as UTC so callers cannot make the output depend on the host's zone.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")
-# An underscore between two letters or digits never starts emphasis (CommonMark), so
-# "America/New_York" stays readable; any other underscore is escaped.
-_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
-# Block markers only count at the start of a line: list items ("- x", "1. x"), headings ("## x")
-# and thematic breaks ("---").
-_MD_LINE_START = re.compile(r"^(\s*)(\d{1,9}[.)](?=\s|$)|[-+](?=\s|$)|-(?=-)|#{1,6}(?=\s|$))")
-
-
-def _escape_line_start(match: re.Match[str]) -> str:
-    indent, marker = match.group(1), match.group(2)
-    # Only ASCII punctuation can be backslash-escaped: "1." becomes "1\\.", "## x" becomes "\\## x".
-    if marker.startswith("#"):
-        return f"{indent}\\{marker}"
-    return f"{indent}{marker[:-1]}\\{marker[-1]}"
-
-
-def md_escape(value: Any) -> str:
-    """Text that Markdown shows literally: no HTML, links, emphasis, table breaks or headings.
-
-    Newlines become spaces so a value cannot start a line of its own (a heading, a list, a
-    table row) and every value stays inside its table cell.
-    """
-    if isinstance(value, Markup):
-        # Already Markdown: the output of a template macro, whose values were escaped one by one.
-        return str(value)
-    if value is None:
-        return _NONE
-    text = " ".join(str(value).split("\n")).replace("\r", " ")
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    text = _MD_UNDERSCORE.sub(r"\\_", text)
-    text = _MD_ENTITY.sub(r"\\&", text)
-    return _MD_LINE_START.sub(_escape_line_start, text)
-
-
-def _html_finalize(value: Any) -> Any:
-    return _NONE if value is None else value
-
-
-def _environment(templates_dir: Path, *, html: bool) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=html,
-        finalize=_html_finalize if html else md_escape,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
 
 
 # --- sections --------------------------------------------------------------------------------------
@@ -676,69 +623,53 @@ def _names_with(tenant: TenantConfig, role: Role) -> str:
     return _join((p.name for p in tenant.authorised_persons if role in p.roles), "nobody")
 
 
-def _responsibilities(tenant: TenantConfig, provider: str) -> list[Responsibility]:
-    packages = {ServicePackage(g.package) for g in tenant.protection_groups}
-    dcs = [m.name for m in tenant.machines if m.is_domain_controller]
-    process_servers = [p.name for p in tenant.dr_components.process_servers]
-    bh = tenant.business_hours
-    hours = f"{', '.join(bh.days)} {bh.start:%H:%M}-{bh.end:%H:%M} {tenant.timezone}"
-    p, c = provider, "Customer"
-    duties = [
-        Responsibility(p, "Monitor replication and the DR infrastructure 24x7x365 and inform the nominated "
-                          "contacts of service-impacting alerts and their resolution time.",
-                       "Service definition 4.1"),
-        Responsibility(p, f"Run two DR tests in every 12 months from service start, the first during "
-                          f"transition, in business hours ({hours}), into an isolated network.",
-                       "Service definition 4.3"),
-        Responsibility(p, "Issue a DR Test Report after each test (timings, success criteria, SLA adherence).",
-                       "Service definition 2.1.3"),
-        Responsibility(p, "Repeat an unsuccessful DR test, corrected, within one calendar month.",
-                       "Service definition 2.1.3"),
-        Responsibility(p, "Invoke DR only on request of an authorised person with the Invoke DR role, "
-                          "recovering the machines in the wave order of this plan.",
-                       "Service definition 2.1.3"),
-        Responsibility(p, "Re-address recovered machines, update the DNS records listed in this plan, "
-                          "enable the network paths, load-balancer VIPs and public IPs of the container.",
-                       "Service definition B.4"),
-        Responsibility(p, "Provide remote-access VPN to the recovery environment for the customer's "
-                          "administrators during tests and invocations.",
-                       "Service definition 2.1.3"),
-        Responsibility(p, "Include every change to protected machines, networks or protection groups in "
-                          "this plan (a new revision) and in the next DR test.",
-                       "Service definition 2.1.3"),
-        Responsibility(c, "Adhere to the responsibilities in this plan.", "Responsibility 8"),
-        Responsibility(c, "Take part in every DR test: application, network and user checks that remain "
-                          "the customer's responsibility.", "Responsibility 7"),
-        Responsibility(c, "Write no critical data to machines recovered in a test: test changes are "
-                          "discarded at tear-down.", "Responsibility 6"),
-        Responsibility(c, "Replicate at least one domain controller for use in DR tests.", "Responsibility 11",
-                       status=f"met by {', '.join(dcs)}" if dcs else "no domain controller declared"),
-        Responsibility(c, "Install the VPN client on every user device that needs access during DR.",
-                       "Responsibility 10"),
-        Responsibility(c, "Redirect user and application traffic, and change DNS records not listed in "
-                          "this plan, after a recovery.", "Responsibility 9"),
-        Responsibility(c, "Perform any further steps needed after recovery to make applications usable "
-                          "for end users.", "Exclusion 5"),
-        Responsibility(c, "Keep applications consistent (VSS or an alternative method) so that "
-                          "consistency bookmarks are usable.", "Responsibilities 31, 32"),
-        Responsibility(c, "Inform the provider of changes to protected machines, disks, volumes, VLANs "
-                          "or addresses before they are needed in DR.", "Responsibility 18"),
-        Responsibility(c, "Keep the list of authorised persons current.", "Service definition 4.2"),
-    ]
-    if process_servers:
-        duties.append(Responsibility(
-            c, f"Keep the DR components at the protected site ({', '.join(process_servers)}) running "
-               "24x7x365, secured and patched.", "Responsibilities 12, 13"))
-    if ServicePackage.VMR_SNAP in packages:
-        duties.append(Responsibility(c, "Keep the snapshot replication software in line with the "
-                                        "provider's major version.", "Responsibility 14"))
-    if ServicePackage.PMR in packages:
-        duties.append(Responsibility(c, "Keep the replication agents on protected physical servers running "
-                                        "and untampered.", "Responsibility 16"))
-    if ServicePackage.SVR in packages:
-        duties.append(Responsibility(c, "Keep the storage data-collector scripts deployed and running for the "
-                                        "contract term.", "Responsibility 17"))
+def _duties(prose: Prose, block: str, party: str) -> list[Responsibility]:
+    # A paragraph: the source, then the duty, then optionally "status: ...".
+    duties = []
+    for lines in prose.blocks(block):
+        status = lines.pop()[len("status:"):].strip() if len(lines) > 2 and lines[-1].startswith("status:") else ""
+        duties.append(Responsibility(party, " ".join(lines[1:]), lines[0], status=status))
     return duties
+
+
+def _template_error(name: str, directory: Any, exc: Exception) -> DrPlanError:
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return DrPlanError(f"report template {name!r} not found under {directory}")
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return DrPlanError(f"report template {name!r} line {exc.lineno}: {exc.message}")
+    return DrPlanError(f"report template {name!r}: {getattr(exc, 'message', None) or exc}")
+
+
+def _load_prose(variables: dict[str, Any], templates_dir: Path | None) -> Prose:
+    # A templates_dir of layout templates only still gets the shipped prose.
+    search = [templates_dir, TEMPLATES_DIR] if templates_dir else [TEMPLATES_DIR]
+    try:
+        return load_prose(PROSE_TEMPLATE, variables, templates_dir=search)
+    except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError, jinja2.UndefinedError) as exc:
+        raise _template_error(PROSE_TEMPLATE, templates_dir or TEMPLATES_DIR, exc) from exc
+
+
+def _prose_variables(tenant: TenantConfig, tier: Tier, provider: ProviderDetails,
+                     webhook_secret_block: str) -> dict[str, Any]:
+    """What the prose template ``dr_plan_prose.j2`` is rendered with."""
+    bh = tenant.business_hours
+    groups = tenant.protection_groups
+    during_test = [(g.name, limits(g.package).replication_continues_during_test) for g in groups]
+    return {
+        "provider": provider,
+        "webhook_secret_block": webhook_secret_block,
+        "who": {role.value: _names_with(tenant, role) for role in Role},
+        "hours": f"{', '.join(bh.days)} {bh.start:%H:%M}-{bh.end:%H:%M} {tenant.timezone}",
+        "test_port_groups": _join(v.drill_port_group for v in tenant.network.vlans),
+        "re_ip": any(n.mapping == "re_ip" for m in tenant.machines for n in m.nics),
+        "perimeter_ipsec_only": tier.draas.perimeter_acl_ipsec_only,
+        "continuing": _join((g for g, continues in during_test if continues), "none"),
+        "paused": _join((g for g, continues in during_test if not continues), "none"),
+        "domain_controllers": [m.name for m in tenant.machines if m.is_domain_controller],
+        "process_servers": [p.name for p in tenant.dr_components.process_servers],
+        "packages": sorted({ServicePackage(g.package).value for g in groups}),
+        "lb_vips": list(tenant.network.load_balancer_vips),
+    }
 
 
 def _prerequisites(tenant: TenantConfig) -> list[Prerequisite]:
@@ -807,6 +738,7 @@ def build_dr_plan_context(
     generated_at: datetime,
     provider: ProviderDetails | None = None,
     webhook_secret_block: str | None = None,
+    templates_dir: Path | None = None,
 ) -> DrPlanContext:
     """Collect and format everything the DR plan shows (no rendering).
 
@@ -817,9 +749,10 @@ def build_dr_plan_context(
         provider: the provider's contact points (defaults print "given at onboarding").
         webhook_secret_block: name of the tenant's webhook signing key block
             (default ``<tenant>-webhook-signing-key``).
+        templates_dir: where to look for ``dr_plan_prose.j2`` before configs/templates/reports.
 
     Raises:
-        DrPlanError: the tenant's tier is not in the catalog.
+        DrPlanError: the tenant's tier is not in the catalog, or the prose template is broken.
     """
     tier = catalog.get(tenant.network.tier)
     if tier is None:
@@ -835,12 +768,7 @@ def build_dr_plan_context(
     drills, drill_facts = _drills(tenant, when)
     packages = sorted({ServicePackage(g.package) for g in tenant.protection_groups}, key=lambda p: p.value)
     link = estimate_rpo(tenant, tenant.protection_groups[0])
-    continuing = [g.name for g in groups if g.during_test == "continues"]
-    paused = [g.name for g in groups if g.during_test == "paused"]
-    test_pgs = _join(v.drill_port_group for v in tenant.network.vlans)
-    re_ip = any(n.mapping == "re_ip" for m in tenant.machines for n in m.nics)
-    bh = tenant.business_hours
-    given = "given at onboarding"
+    prose = _load_prose(_prose_variables(tenant, tier, provider, webhook_secret_block), templates_dir)
 
     overview = [
         Fact("Customer", tenant.display_name),
@@ -856,18 +784,6 @@ def build_dr_plan_context(
         Fact("DNS zones", _join(tenant.dns_zones)),
         Fact("Time zone", tenant.timezone),
     ]
-    remote_access = [
-        ("Replication and management traffic use the site-to-site IPsec VPN below, terminated on the "
-        "tenant's own VPN context."),
-        ("During a DR test or invocation the customer's administrators and users reach the recovered "
-        "machines through the remote-access VPN (one set of credentials per user)."),
-        ("Machines recovered in a DR test are attached to isolated test port groups "
-        f"({test_pgs}), which reach neither production nor other tenants."),
-        ("Recovered machines are re-addressed as listed in the recovery plan."
-         if re_ip else "Recovered machines keep their production addresses (same subnets on the recovery site)."),
-    ]
-    if tier.draas.perimeter_acl_ipsec_only:
-        remote_access.append("The perimeter firewall permits IPsec only between the two tunnel endpoints.")
     rp = tier.resource_pool
     placement = [
         Fact("vCenter folder", tenant.folder),
@@ -878,98 +794,8 @@ def build_dr_plan_context(
         Fact("Default VM size", f"{tier.vm_profile.vcpus} vCPU, {tier.vm_profile.memory_gb} GB, "
                                 f"{tier.vm_profile.storage}"),
     ]
-    channels = [
-        Fact("Service desk (24x7x365)", "incidents, change requests, DR invocation by phone or e-mail from "
-                                        "authorised persons; every onboarding, provisioning, test and "
-                                        "invocation opens a change record"),
-        Fact("Webhook gateway (HTTPS)", f"invoke DR, request a DR test, request failback; each request is "
-                                        f"signed with the tenant's key held in the secret block "
-                                        f"'{webhook_secret_block}' and accepted only for the requester's roles"),
-        Fact("Reports", f"DR Test Reports after every test to: {_names_with(tenant, Role.RECEIVE_REPORTS)}"),
-        Fact("Audit log", "every request is recorded: who, when, through which channel, with what outcome"),
-    ]
-    contacts = [
-        Fact("Service desk telephone", provider.service_desk_phone or given),
-        Fact("Service desk e-mail", provider.service_desk_email or given),
-        Fact("Self-service support portal", provider.support_portal_url or given),
-        Fact("Webhook gateway", provider.webhook_url or given),
-    ]
-    notifications = [
-        f"Service-impacting alerts and their resolution time go to: {_names_with(tenant, Role.RECEIVE_REPORTS)}.",
-        f"Requests to invoke DR are accepted from: {_names_with(tenant, Role.INVOKE_DR)}.",
-        f"Requests for a DR test are accepted from: {_names_with(tenant, Role.REQUEST_DRILL)}.",
-        f"Requests for failback are accepted from: {_names_with(tenant, Role.FAILBACK)}.",
-        ("The requester is told when the recovered environment is handed over and when the run ends; "
-        "progress is published per wave."),
-    ]
-    service_levels = [
-        Fact("DR tests", "two in every 12 months from service start, the first during transition, "
-                         "ideally six months apart, in business hours"),
-        Fact("Failed DR test", "repeated, corrected, within one calendar month"),
-        Fact("DR Test Report", "after each test: timings per machine and wave, success criteria, SLA adherence"),
-        Fact("Support", "service desk 24x7x365"),
-    ]
     plan_rto = _dur(max(g.sla.rto for g in tenant.protection_groups))
 
-    test_steps = [
-        (f"A test starts on a planned date below, or on request of a person with the Request DR test role "
-        f"({_names_with(tenant, Role.REQUEST_DRILL)}), within business hours "
-        f"({', '.join(bh.days)} {bh.start:%H:%M}-{bh.end:%H:%M} {tenant.timezone})."),
-        ("For each protection group the latest consistent recovery point is chosen, unless the request names "
-        "a bookmark or a point in time inside the retention window."),
-        (f"Every machine is recovered into the isolated test network ({test_pgs}) in the wave order of the "
-        "recovery plan; production is not touched."),
-        ("Replication continues during the test for: " + _join(continuing, "none") + "; it is paused for: "
-         + _join(paused, "none") + "."),
-        ("Each wave starts when every machine of the previous wave has passed its verification checks; the "
-        "time of every step is recorded."),
-        "The customer's administrators test their applications over the remote-access VPN.",
-        "The test environment is always torn down, whatever the outcome; changes made during the test are lost.",
-        f"The DR Test Report is sent to: {_names_with(tenant, Role.RECEIVE_REPORTS)}.",
-    ]
-    invocation_steps = [
-        (f"A person with the Invoke DR role ({_names_with(tenant, Role.INVOKE_DR)}) requests DR through the "
-        "service desk or the signed webhook; the provider checks the requester against this plan first."),
-        ("The recovery point is the latest consistent one, unless the request names a bookmark or a point in "
-        "time inside the retention window."),
-        ("Machines are recovered in the wave order of the recovery plan, each wave once the previous one is "
-        "verified."),
-        ("Recovered machines are re-addressed and attached to the recovery port groups."
-         if re_ip else "Recovered machines keep their addresses and are attached to the recovery port groups."),
-        ("The DNS records of the plan are pointed to the recovery addresses; network paths, load-balancer "
-        "VIPs and public IPs of the container are enabled."),
-        ("Every verification check runs; the environment is handed over to the customer, and the failover "
-        "is committed, or rolled back when verification fails and the requester agrees."),
-        "The customer completes its own post-recovery steps (see roles and responsibilities).",
-    ]
-    failback_steps = [
-        (f"A person with the Failback role ({_names_with(tenant, Role.FAILBACK)}) requests failback once the "
-        "protected site is available again."),
-        "Protection is reversed and the protected site resynchronised from the recovery site.",
-        "A planned failback recovers the machines at the protected site in the same wave order.",
-        "DNS records are pointed back to the production addresses and the original protection resumes.",
-    ]
-    lb_probes = [Fact(v.name, f"{v.protocol} {v.address}:{v.port} answers; members {', '.join(v.members)} pass "
-                              + (f"the http probe {v.probe.path} ({v.probe.expected_status})"
-                                 if v.probe.type == "http" else "the tcp probe"))
-                 for v in tenant.network.load_balancer_vips]
-    success = [
-        "Every machine of the recovery plan is recovered and powered on, in wave order.",
-        "Every verification check of every machine passes within its timeout.",
-        ("Every DNS record of the plan resolves to its recovery address (invocation) and production records "
-        "are untouched (test)."),
-        "Each protection group's machines are verified within the group's RTO from the start of the run.",
-        ("The recovery point used is no older than the group's RPO target at the time of the event "
-        "(invocation), or is the point chosen for the test."),
-        "A DR test leaves nothing behind: the test environment is torn down and production was not touched.",
-        ("A test is successful when the elements unchanged since the previous successful test are recovered "
-        "successfully."),
-    ]
-    not_covered = [
-        ("Products recovered on a reasonable-endeavours basis (assisted recovery) are outside the SLAs and "
-        "the success criteria."),
-        "Changes to protected machines not yet included in a DR test may need remedial work when DR is invoked.",
-    ]
     return DrPlanContext(
         title=f"Disaster Recovery Plan: {tenant.display_name}",
         tenant_id=tenant.id,
@@ -992,7 +818,7 @@ def build_dr_plan_context(
         ],
         container=network["container"],
         ipsec=network["ipsec"],
-        remote_access=remote_access,
+        remote_access=prose.items("remote_access"),
         placement=placement,
         vrfs=network["vrfs"],
         vlans=network["vlans"],
@@ -1002,11 +828,12 @@ def build_dr_plan_context(
         lb_vips=network["lb_vips"],
         re_ip_rules=network["re_ip_rules"],
         dr_components=_dr_components(tenant),
-        responsibilities=_responsibilities(tenant, provider.name),
+        responsibilities=[*_duties(prose, "provider_duties", provider.name),
+                          *_duties(prose, "customer_duties", "Customer")],
         prerequisites=_prerequisites(tenant),
-        channels=channels,
-        contacts=contacts,
-        notifications=notifications,
+        channels=prose.facts("channels"),
+        contacts=prose.facts("contacts"),
+        notifications=prose.items("notifications"),
         role_labels=list(ROLE_LABELS.values()),
         persons=_persons(tenant),
         link=[
@@ -1014,19 +841,19 @@ def build_dr_plan_context(
             Fact("Peak replication load", f"{link.required_mbps:.1f} Mbps ({link.utilisation:.0%} of the link, "
                                           f"all groups, after compression)"),
         ],
-        service_levels=service_levels,
+        service_levels=prose.facts("service_levels"),
         plan_rto=plan_rto,
         drills=drills,
         drill_facts=drill_facts,
-        test_steps=test_steps,
-        invocation_steps=invocation_steps,
-        failback_steps=failback_steps,
+        test_steps=prose.items("test_steps"),
+        invocation_steps=prose.items("invocation_steps"),
+        failback_steps=prose.items("failback_steps"),
         waves=waves,
         dns=[r for m in machines for r in m.dns],
         checks=[c for m in machines for c in m.checks],
-        lb_probes=lb_probes,
-        success_criteria=success,
-        not_covered=not_covered,
+        lb_probes=prose.facts("lb_probes"),
+        success_criteria=prose.items("success_criteria"),
+        not_covered=prose.items("not_covered"),
     )
 
 
@@ -1048,25 +875,22 @@ def render_dr_plan(
             that changes, so equal inputs give identical documents.
         provider: the provider's contact points.
         webhook_secret_block: name of the tenant's webhook signing key block (its name only is printed).
-        templates_dir: where ``dr_plan.md.j2`` and ``dr_plan.html.j2`` are (default configs/templates/reports).
+        templates_dir: where ``dr_plan.md.j2`` and ``dr_plan.html.j2`` are (default configs/templates/reports);
+            ``dr_plan_prose.j2`` is taken from there when present, else from the default directory.
 
     Raises:
         DrPlanError: unknown tier, or a template is missing, invalid or uses an undefined value.
     """
     ctx = build_dr_plan_context(tenant, catalog, generated_at=generated_at, provider=provider,
-                                webhook_secret_block=webhook_secret_block)
+                                webhook_secret_block=webhook_secret_block, templates_dir=templates_dir)
     directory = templates_dir or TEMPLATES_DIR
     variables = {"plan": ctx}
     rendered = {}
-    for name, html in ((MARKDOWN_TEMPLATE, False), (HTML_TEMPLATE, True)):
+    for name, env in ((MARKDOWN_TEMPLATE, markdown_env(directory)), (HTML_TEMPLATE, html_env(directory))):
         try:
-            rendered[name] = _environment(directory, html=html).get_template(name).render(**variables)
-        except jinja2.TemplateNotFound as exc:
-            raise DrPlanError(f"report template {name!r} not found under {directory}") from exc
-        except jinja2.UndefinedError as exc:
-            raise DrPlanError(f"report template {name!r}: {exc.message}") from exc
-        except jinja2.TemplateSyntaxError as exc:
-            raise DrPlanError(f"report template {name!r} line {exc.lineno}: {exc.message}") from exc
+            rendered[name] = env.get_template(name).render(**variables)
+        except (jinja2.TemplateNotFound, jinja2.UndefinedError, jinja2.TemplateSyntaxError) as exc:
+            raise _template_error(name, directory, exc) from exc
     return DrPlanDocument(
         tenant=tenant.id,
         title=ctx.title,

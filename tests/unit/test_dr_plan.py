@@ -437,3 +437,32 @@ def test_unknown_tier_and_template_errors(tenants: dict, catalog: TierCatalog, t
     (tmp_path / "dr_plan.md.j2").write_text("{{ plan.display_name }}\n")
     doc = render_dr_plan(tenants["acme"], catalog, generated_at=GENERATED, templates_dir=tmp_path)
     assert (doc.markdown, doc.html) == ("ACME Corporation\n", "<p>ACME Corporation</p>\n")
+
+
+def test_prose_comes_from_the_prose_template(tenants: dict, catalog: TierCatalog, tmp_path: Path) -> None:
+    # The shipped prose template fills the plan's fixed wording with the tenant's values.
+    ctx = build_dr_plan_context(tenants["acme"], catalog, generated_at=GENERATED)
+    shipped = (CONFIGS / "templates" / "reports" / "dr_plan_prose.j2").read_text()
+    assert "The DR Test Report is sent to:" in shipped
+    assert ctx.test_steps[-1].startswith("The DR Test Report is sent to: ")
+    assert [r.source for r in ctx.responsibilities][:2] == ["Service definition 4.1", "Service definition 4.3"]
+    dc = next(r for r in ctx.responsibilities if r.source == "Responsibility 11")
+    assert dc.party == "Customer" and dc.status.startswith("met by ")
+
+    # A templates_dir with its own prose template changes the wording of both documents.
+    for name in ("dr_plan.md.j2", "dr_plan.html.j2"):
+        (tmp_path / name).write_text((CONFIGS / "templates" / "reports" / name).read_text())
+    reworded = shipped.replace("The DR Test Report is sent to:", "Our <b>report</b> goes to:")
+    (tmp_path / "dr_plan_prose.j2").write_text(reworded)
+    doc = render_dr_plan(tenants["acme"], catalog, generated_at=GENERATED, templates_dir=tmp_path)
+    assert "Our \\<b\\>report\\</b\\> goes to: " in doc.markdown
+    assert "Our &lt;b&gt;report&lt;/b&gt; goes to: " in doc.html
+    assert "The DR Test Report is sent to" not in doc.markdown
+
+    # A broken prose template is a DrPlanError naming the template, like the layout templates.
+    (tmp_path / "dr_plan_prose.j2").write_text(shipped.replace("{{ who.failback }}", "{{ who.fail_back }}"))
+    with pytest.raises(DrPlanError, match="dr_plan_prose.j2.*fail_back"):
+        render_dr_plan(tenants["acme"], catalog, generated_at=GENERATED, templates_dir=tmp_path)
+    (tmp_path / "dr_plan_prose.j2").write_text(shipped.replace("{% set not_covered %}", "{% set not_covered"))
+    with pytest.raises(DrPlanError, match="dr_plan_prose.j2' line"):
+        render_dr_plan(tenants["acme"], catalog, generated_at=GENERATED, templates_dir=tmp_path)
