@@ -1,12 +1,14 @@
 """Emulated devices (configs per context, faults) and the CLI state machine of one SSH session.
 
 Nothing here does I/O: :class:`CliSession` turns one input line into the text the device
-prints, so the SSH server and unit tests share the same behaviour.
+prints and :class:`Terminal` turns keystrokes into echo and lines for it, so the SSH server
+and unit tests share the same behaviour.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -98,7 +100,25 @@ class Device:
 
     @property
     def default_context(self) -> str:
+        """The config space the control API means without ``?context=``: system on a multi-context ASA."""
         return SYSTEM if self.multi_context else ""
+
+    @property
+    def login_context(self) -> str:
+        """Where an SSH session starts: the admin context on a multi-context ASA.
+
+        A real multi-context ASA is reached on the admin context's management address (the
+        system execution space has no interfaces); ``admin-context`` in the system config
+        names it.
+        """
+        if not self.multi_context:
+            return ""
+        for line in self.contexts[SYSTEM].running.children:
+            if line.text.startswith("admin-context "):
+                name = line.text.split(None, 1)[1]
+                if name in self.contexts:
+                    return name
+        return "admin" if "admin" in self.contexts else SYSTEM
 
     def context(self, name: str | None) -> Context:
         key = self.default_context if name in (None, "") else name
@@ -166,7 +186,11 @@ class Device:
 
 @dataclass
 class Reply:
-    """What the device prints for one input line (after echoing it when ``echo``)."""
+    """What the device prints for one input line, after the line's end.
+
+    ``echo`` is False for a password answer, whose keystrokes the device did not echo (the
+    SSH server echoes every other keystroke as it arrives).
+    """
 
     text: str
     echo: bool = True
@@ -192,7 +216,7 @@ class CliSession:
         self.device = device
         self.plat = device.platform
         self.privileged = self.plat.starts_privileged
-        self.context = device.default_context
+        self.context = device.login_context
         self.frames: list[_Frame] = []
         self.waiting: str | None = None  # enable-password | login-user | login-password | copy-dest
         self.generation = device.generation
@@ -210,6 +234,11 @@ class CliSession:
 
     def greeting(self) -> str:
         return "\r\n" + self.prompt()
+
+    @property
+    def secret_input(self) -> bool:
+        """True while the device waits for a password: what is typed is not echoed."""
+        return self.waiting in ("enable-password", "login-password")
 
     # -- entry point ------------------------------------------------------------------------
     def handle(self, raw: str) -> Reply:
@@ -232,7 +261,7 @@ class CliSession:
             self.generation = self.device.generation
             self.frames = []
             if self.context not in self.device.contexts:
-                self.context = self.device.default_context
+                self.context = self.device.login_context
 
     def _answer(self, raw: str) -> Reply:
         what, self.waiting = self.waiting, None
@@ -518,3 +547,105 @@ class CliSession:
                 return self._incomplete()
             return self._invalid(raw, prompt, offset + 1)
         return self._invalid(raw, prompt, offset)
+
+
+class Terminal:
+    """The terminal side of one session: per-keystroke echo and line editing, as on the real CLIs.
+
+    IOS, IOS-XE, NX-OS and the ASA echo each character as it is typed (not at Enter), so a
+    client typing one key at a time sees it come back before the next. :meth:`feed` takes
+    whatever the client wrote (one key or a pasted block of lines) and returns what the device
+    prints: the echo, and at each line end the device's answer and next prompt. Editing keys:
+    Backspace (DEL ``0x7f`` or ``^H``) erases the last character (``\\b \\b``), ``^U`` the line,
+    ``^W`` the last word; ``^C`` abandons the line, ``^Z`` is ``end``; escape sequences (arrow
+    keys) and other control characters are swallowed. Nothing is echoed while the device asks
+    for a password. CR, LF and CRLF all end a line.
+    """
+
+    ERASE = "\b \b"
+
+    def __init__(self, session: CliSession) -> None:
+        self.session = session
+        self.buffer: list[str] = []
+        self.closed = False
+        self._skip_lf = False  # a CR ended the last line: a following LF belongs to it
+        self._escape = ""  # the escape sequence being swallowed ("" when none)
+
+    def greeting(self) -> str:
+        return self.session.greeting()
+
+    def feed(self, data: str) -> str:
+        """Process typed ``data``; returns everything the device prints in answer."""
+        out: list[str] = []
+        for ch in data:
+            if self.closed:
+                break
+            if self._escape:
+                self._escape = self._escaped(self._escape + ch)
+                continue
+            if ch == "\n" and self._skip_lf:
+                self._skip_lf = False
+                continue
+            self._skip_lf = ch == "\r"
+            if ch in "\r\n":
+                self._enter(out)
+            elif ch in "\x7f\x08":
+                if self.buffer:
+                    self.buffer.pop()
+                    self._echo(out, self.ERASE)
+            elif ch == "\x15":  # ^U: erase the line
+                self._echo(out, self.ERASE * len(self.buffer))
+                self.buffer.clear()
+            elif ch == "\x17":  # ^W: erase the last word and the blanks after it
+                keep = "".join(self.buffer).rstrip()
+                keep = keep[:len(keep) - len(keep.split()[-1])] if keep.split() else ""
+                self._echo(out, self.ERASE * (len(self.buffer) - len(keep)))
+                self.buffer = list(keep)
+            elif ch == "\x03":  # ^C: abandon the line
+                self.buffer.clear()
+                out.append("^C\r\n" + self.session.prompt())
+            elif ch == "\x1a":  # ^Z: end configuration mode
+                self.buffer.clear()
+                self._echo(out, "^Z")
+                if self.session.frames:
+                    self._run("end", out)
+                else:
+                    out.append("\r\n" + self.session.prompt())
+            elif ch == "\x1b":
+                self._escape = ch
+            elif ch >= " " or ch == "\t":
+                self.buffer.append(ch)
+                self._echo(out, ch)
+            # other control characters: ignored, like the real CLIs do
+        return "".join(out)
+
+    def _echo(self, out: list[str], text: str) -> None:
+        if text and not self.session.secret_input:
+            out.append(text)
+
+    @staticmethod
+    def _escaped(seq: str) -> str:
+        """What is left of escape sequence ``seq`` to swallow ("" once it is complete).
+
+        ``ESC [ ... final`` (final byte 0x40-0x7e: arrow keys ``ESC [ A``), ``ESC O x``, or
+        ``ESC`` and one character.
+        """
+        if len(seq) == 2:
+            return seq if seq[1] in "[O" else ""
+        if seq[1] == "O" or "\x40" <= seq[-1] <= "\x7e":
+            return ""
+        return seq
+
+    def _enter(self, out: list[str]) -> None:
+        line = "".join(self.buffer)
+        self.buffer.clear()
+        self._run(line, out)
+
+    def _run(self, line: str, out: list[str]) -> None:
+        try:
+            reply = self.session.handle(line)
+        except Exception:  # an emulator bug must not hang the client until its timeout
+            logging.getLogger("lab.cisco").exception("%s: error handling a line", self.session.device.name)
+            reply = Reply("% Internal emulator error (see the lab log)\r\n" + self.session.prompt())
+        out.append("\r\n" + reply.text)
+        self.closed = reply.close

@@ -27,7 +27,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from lab.cisco.device import CliSession, Device, Fault, Reply
+from lab.cisco.device import CliSession, Device, Fault, Terminal
 from lab.http import bind_loopback, start_app, write_ready
 
 log = logging.getLogger("lab.cisco")
@@ -61,54 +61,25 @@ class _SshServer(asyncssh.SSHServer):
             hmac.compare_digest(password, self.device.password)
 
 
-def _split_lines(buffer: str) -> tuple[list[str], str]:
-    """Complete lines in ``buffer`` (CR, LF or CRLF terminated) and the unfinished rest."""
-    lines: list[str] = []
-    start = 0
-    i = 0
-    while i < len(buffer):
-        ch = buffer[i]
-        if ch in "\r\n":
-            lines.append(buffer[start:i])
-            if ch == "\r" and i + 1 < len(buffer) and buffer[i + 1] == "\n":
-                i += 1
-            start = i + 1
-        i += 1
-    return lines, buffer[start:]
-
-
 async def _serve_session(process: asyncssh.SSHServerProcess[str], device: Device) -> None:
-    """Drive one interactive session: echo each line, print the device's answer and prompt."""
-    session = CliSession(device)
-    process.stdout.write(session.greeting())
-    pending = ""
-    skip_lf = False  # a CR ended the previous chunk; a leading LF belongs to it
+    """Drive one interactive session: echo keystrokes as they arrive, answer each line.
+
+    The SSH server has no line editor: :class:`Terminal` echoes every character when it is
+    read (as the real CLIs do), handles Backspace, and hands complete lines to the CLI.
+    """
+    terminal = Terminal(CliSession(device))
+    process.stdout.write(terminal.greeting())
     try:
-        while True:
+        while not terminal.closed:
             try:
                 data = await process.stdin.read(65536)
             except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived, asyncssh.SignalReceived):
                 continue
             if not data:
                 break
-            if skip_lf and data.startswith("\n"):
-                data = data[1:]
-            skip_lf = data.endswith("\r")
-            lines, pending = _split_lines(pending + data)
-            out: list[str] = []
-            for line in lines:
-                try:
-                    reply = session.handle(line)
-                except Exception:  # an emulator bug must not hang the client until its timeout
-                    log.exception("%s: error handling %r", device.name, line)
-                    reply = Reply("% Internal emulator error (see the lab log)\r\n" + session.prompt())
-                out.append((line + "\r\n" if reply.echo else "\r\n") + reply.text)
-                if reply.close:
-                    process.stdout.write("".join(out))
-                    process.exit(0)
-                    return
+            out = terminal.feed(data)
             if out:
-                process.stdout.write("".join(out))
+                process.stdout.write(out)
     except (asyncssh.Error, ConnectionError, BrokenPipeError):
         pass
     finally:

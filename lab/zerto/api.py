@@ -2,8 +2,10 @@
 and the lab's control API under ``/lab`` (faults, session expiry, state, reset).
 
 Like the real ZVM (IIS), routes under ``/v1`` and ``/auth`` match case-insensitively, and
-request bodies are read case-insensitively. Errors are ``{"Message": ...}`` with the status
-the ZVM uses (400 for rejected input, 401 without a valid session, 404 for unknown objects).
+request bodies are read case-insensitively. Every error is ``{"Message": ...}`` with the status
+the ZVM uses (400 for rejected input, 401 without a valid session, 404 for unknown objects and
+routes, 405 for a method a route does not have, 500 for a failure), never FastAPI's
+``{"detail": ...}``; only Keycloak's token endpoint answers in Keycloak's own error shape.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lab.zerto.engine import (
     TASK_STATES,
+    VPG_COMMIT_POLICIES,
+    VPG_ENTITY_TYPES,
+    VPG_PRIORITIES,
+    VPG_RETENTION_POLICIES,
+    VPG_SHUTDOWN_POLICIES,
     VPG_STATUSES,
     VPG_SUBSTATUSES,
     ApiError,
@@ -35,6 +44,25 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 DENIED = "Authorization has been denied for this request."
+#: What the ZVM (ASP.NET Web API on IIS) says for an unknown route and for a wrong method.
+NO_ROUTE = "No HTTP resource was found that matches the request URI '{uri}'."
+NO_METHOD = "The requested resource does not support http method '{method}'."
+
+#: ``/v1/vpgs/<name>`` list-of-values endpoints (they take precedence over ``/v1/vpgs/{vpg_id}``).
+VPG_LISTS: dict[str, list[str]] = {
+    "statuses": VPG_STATUSES,
+    "substatuses": VPG_SUBSTATUSES,
+    "priorities": VPG_PRIORITIES,
+    "failovercommitpolicies": VPG_COMMIT_POLICIES,
+    "failovershutdownpolicies": VPG_SHUTDOWN_POLICIES,
+    "retentionpolicies": VPG_RETENTION_POLICIES,
+    "entitytypes": VPG_ENTITY_TYPES,
+}
+
+
+def zvm_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer in the ZVM's shape."""
+    return JSONResponse({"Message": message}, status_code=status, headers=headers)
 
 
 async def json_body(request: Request) -> Any:
@@ -59,11 +87,29 @@ def create_app(sim: ZertoSim) -> Any:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Basic realm="zvm"'} if exc.status == 401 else None
-        return JSONResponse({"Message": exc.message}, status_code=exc.status, headers=headers)
+        return zvm_error(exc.status, exc.message, headers)
 
     @app.exception_handler(VSphereError)
     async def _vsphere_error(request: Request, exc: VSphereError) -> JSONResponse:
-        return JSONResponse({"Message": f"vCenter error: {exc}"}, status_code=500)
+        return zvm_error(500, f"vCenter error: {exc}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = NO_ROUTE.format(uri=str(request.url))
+        elif exc.status_code == 405:
+            message = NO_METHOD.format(method=request.method)
+        else:
+            message = str(exc.detail)
+        return zvm_error(exc.status_code, message, dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return zvm_error(400, "The request is invalid.")
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        return zvm_error(500, "An error has occurred.")
 
     def require_auth(request: Request) -> None:
         if not sim.authorized(request.headers.get("x-zerto-session"), request.headers.get("authorization")):
@@ -132,16 +178,11 @@ def create_app(sim: ZertoSim) -> Any:
         q = {k.lower(): v for k, v in request.query_params.items()}
         return sim.list_vpgs(q.get("name") or q.get("vpgname"))
 
-    @api.get("/v1/vpgs/statuses")
-    def vpg_statuses() -> Any:
-        return VPG_STATUSES
-
-    @api.get("/v1/vpgs/substatuses")
-    def vpg_substatuses() -> Any:
-        return VPG_SUBSTATUSES
-
     @api.get("/v1/vpgs/{vpg_id}")
     def vpg(vpg_id: str) -> Any:
+        values = VPG_LISTS.get(vpg_id.lower())
+        if values is not None:  # a list of values, not a VPG id (route order cannot tell them apart)
+            return list(values)
         return sim.get_vpg(vpg_id)
 
     @api.delete("/v1/vpgs/{vpg_id}")

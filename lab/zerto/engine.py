@@ -27,9 +27,12 @@ from pydantic import BaseModel, Field
 
 from lab.zerto.vsphere import ITEM_KINDS, Item, NewNic, NewVm, VmInfo, VSphereBackend
 
-#: ``GET /v1/vpgs/statuses``: index = the numeric Status of a VPG (ZVM 9.x order).
+#: The ZVM version the lab imitates: the Linux ZVM appliance 10.0, whose login is Keycloak's.
+ZVM_VERSION = "10.0"
+
+#: ``GET /v1/vpgs/statuses``: index = the numeric Status of a VPG (the documented API v1 order).
 VPG_STATUSES = [
-    "Initializing", "MeetingSLA", "NotMeetingSLA", "RpoNotMeetingSLA", "HistoryNotMeetingSLA",
+    "Initializing", "MeetingSLA", "NotMeetingSLA", "HistoryNotMeetingSLA", "RpoNotMeetingSLA",
     "FailingOver", "Moving", "Deleting", "Recovered",
 ]
 #: ``GET /v1/vpgs/substatuses``: index = the numeric SubStatus.
@@ -42,6 +45,12 @@ VPG_SUBSTATUSES = [
     "ReplicationPausedSystemInitiated", "RecoveryStorageProfileError", "Backup", "RollingBack",
     "RecoveryStorageError", "JournalStorageError", "VmNotProtectedError",
 ]
+#: The other list-of-values endpoints of ``/v1/vpgs`` (index = the numeric value in VPG documents).
+VPG_PRIORITIES = ["Low", "Medium", "High"]
+VPG_COMMIT_POLICIES = ["Rollback", "Commit", "None"]  # Failover CommitPolicy 0, 1, 2
+VPG_SHUTDOWN_POLICIES = ["None", "Shutdown", "ForceShutdown"]  # Failover ShutdownPolicy 0, 1, 2
+VPG_RETENTION_POLICIES = ["Backup", "Standard"]
+VPG_ENTITY_TYPES = ["VCVpg", "VCvApp", "VCDvApp", "AWS", "HyperV"]
 S = {name: i for i, name in enumerate(VPG_STATUSES)}
 SS = {name: i for i, name in enumerate(VPG_SUBSTATUSES)}
 
@@ -54,7 +63,7 @@ PRIORITIES = {"low": 0, "medium": 1, "high": 2}
 MAX_TASKS = 5000
 TEST_SUFFIX = " - testing recovery"
 BOOT_GROUP_DEFAULT = "00000000-0000-0000-0000-000000000000"
-FaultMode = Literal["http503", "slow", "drop", "task_failed"]
+FaultMode = Literal["http503", "slow", "drop", "task_failed", "task_stuck"]
 
 
 class ApiError(Exception):
@@ -83,7 +92,7 @@ class SimConfig(BaseModel):
     session_ttl_s: float = 1800.0
     token_ttl_s: float = 300.0
     keycloak_client_id: str = "zerto-client"
-    version: str = "9.7.0"
+    version: str = ZVM_VERSION
     task_workers: int = 4
 
 
@@ -961,8 +970,12 @@ class ZertoSim:
 
     def _start_task(self, ttype: str, vpg: Vpg | None, work: Callable[[Task], None], path: str,
                     busy: bool = True) -> str:
-        """Register a task and run ``work`` on the pool; a ``task_failed`` fault replaces the work."""
-        fault = self.take_fault(path, "POST", ("task_failed",))
+        """Register a task and run ``work`` on the pool.
+
+        A ``task_failed`` fault replaces the work with a failure; a ``task_stuck`` fault leaves the
+        task InProgress for good (the VPG stays busy until it is deleted with Force or the lab resets).
+        """
+        fault = self.take_fault(path, "POST", ("task_failed", "task_stuck"))
         task = Task(identifier=f"{self.local.identifier}.{uuid.uuid4()}", type=ttype,
                     vpg=vpg.identifier if vpg else None, started=self.clock())
         with self.lock:
@@ -973,6 +986,8 @@ class ZertoSim:
             self.tasks[task.identifier] = task
             if vpg is not None and busy:
                 vpg.pending_task = task.identifier
+        if fault is not None and fault.mode == "task_stuck":
+            return task.identifier  # never runs, never ends
         self._executor.submit(self._run, task, vpg, work, fault is not None)
         return task.identifier
 

@@ -76,6 +76,8 @@ def test_push_read_back_remove_and_save(lab, name: str, context: str | None, blo
     conn = connect(lab, name)
     try:
         if context:
+            assert conn.base_prompt == f"{lab.cisco.devices[name].hostname}/admin"  # login lands in admin
+            conn.send_command("changeto system")  # contexts are created in the system execution space
             out = conn.send_config_set([f"context {context}", " allocate-interface TenGigabitEthernet0/8.3100",
                                         f" config-url disk0:/{context}.cfg"])
             assert f"Creating context '{context}'" in out
@@ -128,20 +130,21 @@ def test_unknown_command_is_rejected_with_the_platform_error(lab, name: str, err
         conn.disconnect()
 
 
-def test_asa_system_and_context_prompts_follow_changeto(lab) -> None:
+def test_asa_login_lands_in_admin_and_prompts_follow_changeto(lab) -> None:
     conn = connect(lab, "fw-vpn")
     host = lab.cisco.devices["fw-vpn"].hostname
     try:
-        assert conn.find_prompt() == f"{host}#"
-        assert "P_PRIV" in conn.send_command("show curpriv")
-        conn.send_command("changeto context admin")
         assert conn.find_prompt() == f"{host}/admin#"
+        assert "P_PRIV" in conn.send_command("show curpriv")
+        assert "management-only" in show(conn, "show running-config")  # the admin context's config
         conn.config_mode()
         assert conn.find_prompt() == f"{host}/admin(config)#"
         conn.exit_config_mode()
         conn.send_command("changeto system")
         assert conn.base_prompt == host
         assert "admin" in conn.send_command("show context")
+        conn.send_command("changeto context admin")
+        assert conn.find_prompt() == f"{host}/admin#"
     finally:
         conn.disconnect()
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from lab.cisco.config import Node, parse, render, section, starting_with
-from lab.cisco.device import CliSession, Device, Fault
+from lab.cisco.device import CliSession, Device, Fault, Terminal
 
 CREDS = {"username": "u", "password": "p", "secret": "enable-s3cret"}
 
@@ -229,7 +229,8 @@ def test_save_copies_running_to_startup() -> None:
 
 def test_asa_multi_context_create_changeto_and_save_per_context() -> None:
     dev, s = session("cisco_asa", multi_context=True)
-    assert s.prompt() == "r1#"
+    assert s.prompt() == "r1/admin#"  # an SSH session lands in the admin context
+    assert s.handle("changeto system").text == "r1#"
     outs = configure(s, "context acme", " allocate-interface TenGigabitEthernet0/8.100",
                      " config-url disk0:/acme.cfg")
     assert outs[0].startswith("Creating context 'acme'... Done.")
@@ -263,12 +264,12 @@ def test_asa_multi_context_create_changeto_and_save_per_context() -> None:
 def test_asa_show_curpriv_and_login() -> None:
     dev = make("cisco_asa", multi_context=True)
     s = CliSession(dev)
-    assert s.prompt() == "r1>"
+    assert s.prompt() == "r1/admin>"
     assert "Current privilege level : 1" in s.handle("show curpriv").text
     assert s.handle("login").text == "Username: "
     assert s.handle(CREDS["username"]).text == "Password: "
     reply = s.handle(CREDS["password"])
-    assert not reply.echo and reply.text == "r1#"
+    assert not reply.echo and reply.text == "r1/admin#"
     assert "P_PRIV" in s.handle("show curpriv").text
 
 
@@ -290,13 +291,14 @@ def test_faults_reject_matching_lines_then_clear() -> None:
 def test_reset_restores_baseline_and_returns_sessions_to_exec_mode() -> None:
     dev, s = session("cisco_asa", multi_context=True)
     base = dev.rendered(None)
+    s.handle("changeto system")
     configure(s, "context acme")
     s.handle("changeto context acme")
     s.handle("configure terminal")
     dev.reset()
     assert dev.rendered(None) == base
     assert "acme" not in dev.contexts
-    assert s.handle("").text == "r1#"  # the session left the deleted context
+    assert s.handle("").text == "r1/admin#"  # the session left the deleted context for the admin one
 
 
 def test_config_mode_line_throughput() -> None:
@@ -310,3 +312,67 @@ def test_config_mode_line_throughput() -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, elapsed
     assert dev.rendered(None).count("name tenant-") == 1000
+
+
+# --------------------------------------------------------------------------- terminal (keystrokes)
+
+def typed(t: Terminal, text: str) -> str:
+    """Feed ``text`` one character at a time, as a person types; returns everything printed."""
+    return "".join(t.feed(ch) for ch in text)
+
+
+def test_terminal_echoes_each_keystroke_as_it_arrives() -> None:
+    t = Terminal(CliSession(make("cisco_nxos")))
+    assert t.greeting() == "\r\nr1# "
+    assert [t.feed(ch) for ch in "conf t"] == list("conf t")  # echoed before Enter
+    assert t.feed("\r") == "\r\nEnter configuration commands, one per line. End with CNTL/Z.\r\nr1(config)# "
+
+
+def test_terminal_backspace_erases_and_the_corrected_line_runs() -> None:
+    dev = make("cisco_nxos")
+    t = Terminal(CliSession(dev))
+    typed(t, "configure terminal\r")
+    out = typed(t, "vlam\x7f\x7fan 42\x08\x083\r")
+    assert out == "vlam\b \b\b \ban 42\b \b\b \b3\r\nr1(config-vlan)# "
+    assert "vlan 3" in running(dev)
+    assert t.feed("\x7f") == ""  # nothing to erase at the start of a line
+    assert typed(t, "name x\x15") == "name x" + "\b \b" * 6  # ^U erases the line
+    assert typed(t, "name old new\x17\x17web\r").endswith("r1(config-vlan)# ")
+    assert "  name web" in running(dev)
+
+
+def test_terminal_does_not_echo_passwords_and_ends_lines_on_cr_lf_or_crlf() -> None:
+    t = Terminal(CliSession(make("cisco_ios")))
+    assert typed(t, "enable\r") == "enable\r\nPassword: "
+    assert typed(t, CREDS["secret"]) == ""
+    assert t.feed("\r\n") == "\r\nr1#"
+    assert t.feed("\r\n") == "\r\nr1#"  # CRLF is one Enter; a later CRLF is another
+    assert t.feed("\n") == "\r\nr1#"
+
+
+def test_terminal_handles_a_pasted_block_like_line_by_line_typing() -> None:
+    lines = [f"vlan {100 + i}\n  name v{i}" for i in range(100)]
+    pasted, keyed = make("cisco_nxos"), make("cisco_nxos")
+    t1, t2 = Terminal(CliSession(pasted)), Terminal(CliSession(keyed))
+    block = "configure terminal\n" + "\n".join(lines) + "\nend\n"
+    out1 = t1.feed(block)
+    out2 = typed(t2, block)
+    assert out1 == out2
+    assert out1.count("r1(config-vlan)# ") == 200 and pasted.rendered(None) == keyed.rendered(None)
+
+
+def test_terminal_swallows_arrow_keys_and_ctrl_c_abandons_the_line() -> None:
+    dev = make("cisco_nxos")
+    t = Terminal(CliSession(dev))
+    assert t.feed("\x1b[A\x1bOB") == ""
+    assert typed(t, "configure terminal\rvlan 7\x03") == (
+        "configure terminal\r\nEnter configuration commands, one per line. End with CNTL/Z.\r\nr1(config)# "
+        "vlan 7^C\r\nr1(config)# ")
+    assert t.feed("\x1a") == "^Z\r\nr1# "  # ^Z is end
+    assert "vlan 7" not in running(dev)
+
+
+def test_terminal_closes_on_exit_and_ignores_what_follows() -> None:
+    t = Terminal(CliSession(make("cisco_nxos")))
+    assert t.feed("exit\nshow version\n") == "exit\r\n"
+    assert t.closed

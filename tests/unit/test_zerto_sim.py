@@ -526,3 +526,73 @@ def test_journal_is_pruned_to_history() -> None:
             assert vpg["ActualRPO"] <= 60 and vpg["ConfiguredHistoryInMinutes"] == 60
     finally:
         sim.shutdown()
+
+
+# --- fidelity: error shape, list-of-values endpoints, version --------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/no-such-resource", 404),
+    ("GET", "/v1/vpgs/00000000-0000-0000-0000-000000000001/nothing/here", 404),
+    ("PATCH", "/v1/vpgs", 405),
+    ("DELETE", "/v1/localsite", 405),
+    ("GET", "/lab/no-such-control", 404),
+])
+def test_every_error_has_the_zvm_body(env: Any, method: str, path: str, status: int) -> None:
+    client, *_ = env
+    r = client.request(method, path, headers=login(client))
+    assert r.status_code == status
+    body = r.json()
+    assert set(body) == {"Message"} and body["Message"] and "detail" not in body
+    if status == 405:
+        assert method in body["Message"]
+
+
+def test_list_of_values_endpoints_serve_the_documented_values(env: Any) -> None:
+    client, *_ = env
+    h = login(client)
+    expected = {
+        "priorities": ["Low", "Medium", "High"],
+        "failovercommitpolicies": ["Rollback", "Commit", "None"],
+        "failovershutdownpolicies": ["None", "Shutdown", "ForceShutdown"],
+        "retentionpolicies": ["Backup", "Standard"],
+        "entitytypes": ["VCVpg", "VCvApp", "VCDvApp", "AWS", "HyperV"],
+    }
+    for name, values in expected.items():
+        r = client.get(f"/v1/vpgs/{name}", headers=h)
+        assert r.status_code == 200 and r.json() == values, name
+    statuses = client.get("/v1/vpgs/statuses", headers=h).json()
+    assert statuses[:5] == ["Initializing", "MeetingSLA", "NotMeetingSLA", "HistoryNotMeetingSLA", "RpoNotMeetingSLA"]
+    assert client.get("/v1/vpgs/substatuses", headers=h).json()[15] == "FailingOverBeforeCommit"
+    assert client.get("/v1/VPGS/Priorities", headers=h).json() == expected["priorities"]  # IIS: any case
+    assert client.get("/v1/vpgs/priorities").status_code == 401  # like every API call
+    # The numbers a client sends are the indexes of these lists.
+    vpg_id = create_vpg(client, h, wait_sync=True)
+    vpg = client.get(f"/v1/vpgs/{vpg_id}", headers=h).json()
+    assert expected["priorities"][vpg["Priority"]] == "Medium"
+
+
+def test_localsite_version_matches_the_keycloak_login(env: Any) -> None:
+    client, *_ = env
+    token = client.post("/auth/realms/zerto/protocol/openid-connect/token", data={
+        "grant_type": "password", "client_id": "zerto-client", "username": USER, "password": PASSWORD}).json()
+    site = client.get("/v1/localsite", headers={"Authorization": f"Bearer {token['access_token']}"}).json()
+    assert site["Version"].split(".")[0] == "10"  # Keycloak login is the 10.x appliance's
+    assert all(p["Version"] == site["Version"] for p in client.get("/v1/peersites", headers=login(client)).json())
+
+
+def test_fault_task_stuck_never_ends_until_forced_removal(env: Any) -> None:
+    client, *_ = env
+    h = login(client)
+    vpg_id = create_vpg(client, h)
+    client.post("/lab/faults", json={"mode": "task_stuck", "count": 1, "path_regex": "failovertest$"})
+    task_id = client.post(f"/v1/vpgs/{vpg_id}/FailoverTest", headers=h, json={}).json()
+    time.sleep(FAST["task_duration_s"] * 3)
+    task = client.get(f"/v1/tasks/{task_id}", headers=h).json()
+    assert task["Status"]["State"] == 1 and task["Progress"] < 100
+    assert client.get("/lab/faults").json() == []  # used up
+    busy = client.post(f"/v1/vpgs/{vpg_id}/FailoverTest", headers=h, json={})
+    assert busy.status_code == 400 and "in progress" in busy.json()["Message"]
+    removal = client.request("DELETE", f"/v1/vpgs/{vpg_id}", headers=h, json={"Force": True}).json()
+    assert wait_task(client, h, removal)["Status"]["State"] == 6
+    assert client.get(f"/v1/vpgs/{vpg_id}", headers=h).status_code == 404
