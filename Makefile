@@ -17,7 +17,10 @@ test-unit: setup
 	$(VENV)/bin/pytest -m unit
 
 bench: setup
+	rm -f bench/results.json
 	$(PY) -m benchmarks.lab_bench
+	$(PY) -m benchmarks.core_bench
+	@echo "figures: bench/results.json"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from draas.clients.cisco import CiscoClient, CiscoDeviceParams, ConnectionFactory, Platform
-
-if TYPE_CHECKING:
-    from lab.state import LabState
 
 
 class CiscoDeviceCredentials(Block):
@@ -55,24 +52,3 @@ class CiscoDeviceCredentials(Block):
     def get_client(self, connection_factory: ConnectionFactory | None = None) -> CiscoClient:
         """A CiscoClient for this device; use it as a context manager."""
         return CiscoClient(self.params(), connection_factory=connection_factory)
-
-    @classmethod
-    def from_lab(cls, state: LabState | None = None, device_name: str = "agg-1") -> CiscoDeviceCredentials:
-        """Credentials of the lab's emulated device ``device_name`` (see configs/lab.yaml).
-
-        The lab's SSH host keys are generated at every start, so host key checking is off
-        for the lab only.
-        """
-        if state is None:
-            from lab.state import LabState
-
-            state = LabState.load()
-        if state.cisco is None:
-            raise ValueError("the lab has no Cisco devices; start it with `draas lab up`")
-        if device_name not in state.cisco.devices:
-            raise ValueError(f"the lab has no Cisco device {device_name!r}; "
-                             f"known: {', '.join(sorted(state.cisco.devices))}")
-        dev = state.cisco.devices[device_name]
-        return cls(device_name=dev.name, host=dev.host, port=dev.port, platform=dev.platform,  # type: ignore[arg-type]
-                   username=dev.username, password=SecretStr(dev.password),
-                   enable_secret=SecretStr(dev.secret), verify_host_key=False)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from draas.clients.dns import DnsClient
-
-if TYPE_CHECKING:
-    from lab.state import LabState
 
 
 class DnsServerCredentials(Block):
@@ -44,16 +41,3 @@ class DnsServerCredentials(Block):
         return DnsClient(self.server, self.port, tsig_key_name=self.tsig_key_name,
                          tsig_secret=self.tsig_secret, tsig_algorithm=self.tsig_algorithm,
                          timeout=self.timeout)
-
-    @classmethod
-    def from_lab(cls, state: LabState | None = None) -> DnsServerCredentials:
-        """Credentials for the lab's BIND server (from ``state`` or the running lab's state file)."""
-        if state is None:
-            from lab.state import LabState
-
-            state = LabState.load()
-        if state.dns is None:
-            raise ValueError("the lab has no DNS server; start it with `draas lab up`")
-        dns = state.dns
-        return cls(server=dns.host, port=dns.port, tsig_key_name=dns.tsig_name,
-                   tsig_secret=SecretStr(dns.tsig_secret), tsig_algorithm=dns.tsig_algorithm)  # type: ignore[arg-type]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from draas.clients.replication.zerto import ZertoClient
-
-if TYPE_CHECKING:
-    from lab.state import LabState
 
 
 class ZertoCredentials(Block):
@@ -47,22 +44,11 @@ class ZertoCredentials(Block):
         default=1.0, gt=0, description="First pause between task polls, in seconds (it grows up to 5 s).")
 
     def get_client(self) -> ZertoClient:
-        """A ZertoClient for this ZVM; use it as a context manager."""
+        """A client for this ZVM: a ``ReplicationProvider`` (``ZertoClient``); use it as a context manager.
+
+        Tasks open it through ``draas.sessions.session(block)`` so one flow run logs in once.
+        """
         return ZertoClient(self.url, self.username, self.password, auth_style=self.auth_style,
                            keycloak_client_id=self.keycloak_client_id, verify_tls=self.verify_tls,
                            timeout_s=self.timeout, connect_timeout_s=self.connect_timeout,
                            poll_interval_s=self.task_poll_interval)
-
-    @classmethod
-    def from_lab(cls, state: LabState | None = None, auth_style: Literal["session", "keycloak"] = "session",
-                 ) -> ZertoCredentials:
-        """Credentials for the lab's replication simulator (from ``state`` or the running lab)."""
-        if state is None:
-            from lab.state import LabState
-
-            state = LabState.load()
-        if state.replication is None:
-            raise ValueError("the lab has no replication manager; start it with `draas lab up`")
-        rep = state.replication
-        return cls(url=rep.url, username=rep.username, password=SecretStr(rep.password), auth_style=auth_style,
-                   task_poll_interval=0.25)

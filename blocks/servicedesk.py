@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from draas.clients.servicedesk import Notifier, ServiceDeskClient
-
-if TYPE_CHECKING:
-    from lab.state import LabState
 
 
 class ServiceDeskCredentials(Block):
@@ -61,16 +58,3 @@ class ServiceDeskCredentials(Block):
                         smtp_username=self.smtp_username, smtp_password=self.smtp_password,
                         email_from=self.email_from, email_to=self.email_to, verify_tls=self.verify_tls,
                         timeout=self.timeout)
-
-    @classmethod
-    def from_lab(cls, state: LabState | None = None) -> ServiceDeskCredentials:
-        """Credentials for the lab's service desk simulator; notifications go to its webhook."""
-        if state is None:
-            from lab.state import LabState
-
-            state = LabState.load()
-        if state.servicedesk is None:
-            raise ValueError("the lab has no service desk; start it with `draas lab up`")
-        sd = state.servicedesk
-        return cls(url=sd.url, username=sd.username, password=SecretStr(sd.password),
-                   webhook_url=f"{sd.url.rstrip('/')}/api/lab/notifications")

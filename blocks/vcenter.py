@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from draas.clients.vcenter import VCenterClient
-
-if TYPE_CHECKING:
-    from lab.state import LabState
 
 
 class VCenterCredentials(Block):
@@ -45,18 +42,3 @@ class VCenterCredentials(Block):
         """A VCenterClient for this vCenter; use it as a context manager."""
         return VCenterClient(self.host, self.port, self.username, self.password, protocol=self.protocol,
                              verify_tls=self.verify_tls, timeout=self.timeout, datacenter=self.datacenter)
-
-    @classmethod
-    def from_lab(cls, state: LabState | None = None, site: str = "recovery") -> VCenterCredentials:
-        """Credentials for one of the lab's vCenters (``protected`` or ``recovery``)."""
-        if state is None:
-            from lab.state import LabState
-
-            state = LabState.load()
-        if site not in state.vcenter:
-            raise ValueError(f"the lab has no {site!r} vCenter (sites: {sorted(state.vcenter)}); "
-                             "start it with `draas lab up`")
-        vc = state.vcenter[site]
-        # The lab's simulator serves plain HTTP on loopback; a real vCenter keeps https + verification.
-        return cls(host=vc.host, port=vc.port, username=vc.username, password=SecretStr(vc.password),
-                   protocol="http", verify_tls=False, datacenter=vc.datacenter)

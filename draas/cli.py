@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(help="DR-as-a-Service orchestrator on Prefect.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -18,48 +19,49 @@ console = Console()
 LabDirOption = typer.Option(None, "--lab-dir", help="Lab directory (default $DRAAS_LAB_DIR or ./.lab).")
 
 
+def run_lab(command: str, lab_dir: Path | None = None, *extra: str, quiet: bool = False) -> int:
+    """Run ``python -m lab <command>``: the one seam between the product and the lab.
+
+    The product never imports the lab: it starts and stops it as a separate program and
+    finds its systems through the site profile the lab writes (``<lab dir>/site-profile.yaml``),
+    as it would any site's. The lab's output goes to the terminal (with ``quiet``, only when
+    it fails). Returns the lab's exit status.
+    """
+    argv = [sys.executable, "-m", "lab", command, *extra]
+    if lab_dir is not None:
+        argv += ["--lab-dir", str(lab_dir)]
+    if not quiet:
+        return subprocess.run(argv, check=False).returncode
+    done = subprocess.run(argv, check=False, capture_output=True, text=True)
+    if done.returncode:
+        sys.stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+    return done.returncode
+
+
 @lab_app.command("up")
 def lab_up(lab_dir: Path | None = LabDirOption,
            config: Path | None = typer.Option(None, "--config", help="Lab config (default configs/lab.yaml).")) -> None:
-    """Start every simulator (or report the running lab) and write the state file."""
-    from lab import launcher
-    from lab.process import LabStartError
-
-    try:
-        state = launcher.up(lab_dir=lab_dir, config_path=config)
-    except LabStartError as exc:
-        console.print(f"[red]lab up failed:[/red] {exc}")
-        raise typer.Exit(1) from None
-    console.print(f"lab is up; state file: {Path(state.lab_dir) / 'state.json'}")
-    _print_status(lab_dir)
+    """Start every simulator (or report the running lab) and write its site profile."""
+    code = run_lab("up", lab_dir, *(["--config", str(config)] if config else []))
+    if code:
+        raise typer.Exit(code)
 
 
 @lab_app.command("down")
 def lab_down(lab_dir: Path | None = LabDirOption) -> None:
     """Stop every lab process; leaves no process and no listening port behind."""
-    from lab import launcher
-
-    pids = launcher.down(lab_dir=lab_dir)
-    console.print(f"lab is down ({len(pids)} process groups stopped)")
+    code = run_lab("down", lab_dir)
+    if code:
+        raise typer.Exit(code)
 
 
 @lab_app.command("status")
 def lab_status(lab_dir: Path | None = LabDirOption) -> None:
     """Show each lab component, its process and endpoint."""
-    try:
-        _print_status(lab_dir)
-    except FileNotFoundError as exc:
-        console.print(str(exc))
-        raise typer.Exit(1) from None
-
-
-def _print_status(lab_dir: Path | None) -> None:
-    from lab import launcher
-
-    table = Table("component", "pid", "alive", "endpoint")
-    for row in launcher.status(lab_dir=lab_dir):
-        table.add_row(row["component"], str(row["pid"]), "yes" if row["alive"] else "NO", row["endpoint"])
-    console.print(table)
+    code = run_lab("status", lab_dir)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("demo")
@@ -114,13 +116,13 @@ def sweep(dry_run: bool = typer.Option(False, "--dry-run", help="List what would
           older_than: float = typer.Option(30.0, "--older-than", metavar="MINUTES",
                                            help="How long a run may sit in Cancelling before it is swept."),
           config_dir: Path | None = typer.Option(None, "--config-dir", help="Directory with site.yaml.")) -> None:
-    """Clean up after crashed flow runs (on the configured Prefect API): remove what they recorded."""
+    """Apply crashed runs' crash policy (on the configured Prefect API): undo runs' objects go, hold runs' stay."""
     import getpass
 
-    from flows.sweep import sweep_crashed_runs
+    from flows.sweep import sweep_orphans
 
     try:
-        result = sweep_crashed_runs(older_than_minutes=older_than, requested_by=getpass.getuser(), channel="cli",
+        result = sweep_orphans(older_than_minutes=older_than, requested_by=getpass.getuser(), channel="cli",
                                     config_dir=str(config_dir) if config_dir else None, dry_run=dry_run)
     except Exception as exc:  # noqa: BLE001 - the flow run and the audit log hold the details
         console.print(f"[red]sweep failed:[/red] {type(exc).__name__}: {exc}")
@@ -134,6 +136,24 @@ def sweep(dry_run: bool = typer.Option(False, "--dry-run", help="List what would
     for verdict in result.left_alone:
         typer.echo(f"left alone {verdict.run_id} ({verdict.flow}, tenant {verdict.tenant or '-'}): {verdict.reason}")
     typer.echo(f"{verb} {len(result.swept)} run(s), left {len(result.left_alone)} alone")
+
+
+@app.command("run", context_settings={"help_option_names": ["-h", "--help"]})
+def run(flow_name: str = typer.Argument(..., metavar="FLOW", help="Flow name, e.g. preprovision-container."),
+        tenant: str | None = typer.Option(None, "--tenant", "-t", help="Tenant id."),
+        param: list[str] | None = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
+                                               help="A flow parameter (repeatable), converted to its type.")) -> None:
+    """Run a product flow (on the configured Prefect API); exit 0 only when the run ended Completed."""
+    from draas import cli_run
+
+    try:
+        code = cli_run.run(flow_name, tenant, param or [])
+    except (cli_run.BadParameter, KeyError) as exc:
+        reason = str(exc.args[0] if exc.args else exc)
+        cli_run.audit_refusal(flow_name, tenant, reason)
+        typer.echo(f"draas run: {reason}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """The main job on the embedded lab: start it, show what every system holds, stop it.
 
 Everything here goes through the product's own blocks and adapters, over the real
-protocols (SOAP, SSH, HTTP, DNS), exactly as the flows do.
+protocols (SOAP, SSH, HTTP, DNS), exactly as the flows do, and finds the systems the way
+the flows do: through the site (configs/site.yaml) and the site profile the lab writes.
+The lab itself is started and stopped as a separate program (``python -m lab``).
 """
 
 from __future__ import annotations
@@ -14,42 +16,37 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lab.state import LabState
+from draas.site import Site
 
 
-def inventory(state: LabState) -> Table:
-    """One row per system with what it holds right now, read through the adapters."""
-    from blocks.cisco import CiscoDeviceCredentials
-    from blocks.dns import DnsServerCredentials
-    from blocks.replication import ZertoCredentials
-    from blocks.servicedesk import ServiceDeskCredentials
-    from blocks.vcenter import VCenterCredentials
-
-    table = Table("system", "endpoint", "holds", title="Lab inventory (read through the product's adapters)")
-    for site in sorted(state.vcenter):
-        block = VCenterCredentials.from_lab(state, site=site)
+def inventory(site: Site, zones: list[str]) -> Table:
+    """One row per system of ``site`` with what it holds right now, read through the adapters."""
+    table = Table("system", "endpoint", "holds", title="Site inventory (read through the product's adapters)")
+    for which in ("protected", "recovery"):
+        block = site.vcenter_block(which)  # type: ignore[arg-type]
         with block.get_client() as vc:
             vms = vc.list_vms()
         powered = sum(1 for vm in vms if str(vm.power_state).endswith("poweredOn"))
-        table.add_row(f"vCenter ({site})", state.vcenter[site].sdk_url, f"{len(vms)} VMs ({powered} powered on)")
-    assert state.cisco is not None
-    for name, dev in state.cisco.devices.items():
-        with CiscoDeviceCredentials.from_lab(state, device_name=name).get_client() as cisco:
+        table.add_row(f"vCenter ({which})", f"{block.protocol}://{block.host}:{block.port}/sdk",
+                      f"{len(vms)} VMs ({powered} powered on)")
+    for dev in site.devices:
+        device = site.device_block(dev.name)
+        with device.get_client() as cisco:
             facts = cisco.facts()
-        table.add_row(f"{dev.platform} {name}", f"ssh://{dev.host}:{dev.port}",
+        table.add_row(f"{dev.platform} {dev.name}", f"ssh://{device.host}:{device.port}",
                       f"hostname {facts.hostname}, running config {facts.config_lines} lines")
-    assert state.replication is not None
-    with ZertoCredentials.from_lab(state).get_client() as zvm:
+    zvm_block = site.replication_block()
+    with zvm_block.get_client() as zvm:
         groups = zvm.list_groups()
-    table.add_row("replication (ZVM API v1)", state.replication.url, f"{len(groups)} VPGs")
-    assert state.dns is not None
-    with DnsServerCredentials.from_lab(state).get_client() as dns_client:
-        zones = [f"{zone} (serial {dns_client.zone_serial(zone)})" for zone in state.dns.zones]
-    table.add_row("DNS (BIND 9)", f"dns://{state.dns.host}:{state.dns.port}", ", ".join(zones))
-    assert state.servicedesk is not None
-    with ServiceDeskCredentials.from_lab(state).get_client() as desk:
+    table.add_row("replication (ZVM API v1)", zvm_block.url, f"{len(groups)} VPGs")
+    dns_block = site.dns_block()
+    with dns_block.get_client() as dns_client:
+        serials = [f"{zone} (serial {dns_client.zone_serial(zone)})" for zone in zones]
+    table.add_row("DNS (RFC 2136)", f"dns://{dns_block.server}:{dns_block.port}", ", ".join(serials))
+    desk_block = site.servicedesk_block()
+    with desk_block.get_client() as desk:
         desk.check_connection()
-    table.add_row("service desk (Table API)", state.servicedesk.url, "reachable, authenticated")
+    table.add_row("service desk (Table API)", desk_block.url, "reachable, authenticated")
     return table
 
 
@@ -111,31 +108,38 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
         tenants: list[str] | None = None, output_dir: Path = Path("out"), offboard: bool = True) -> int:
     """Start the lab, run the main job against it, stop it (unless ``keep_lab``). Returns an exit code.
 
-    The main job: show the lab's inventory, onboard and pre-provision every sample tenant,
+    The main job: show the site's inventory, onboard and pre-provision every sample tenant,
     show the inventory again, then (unless ``offboard`` is False) offboard them and show that
-    the devices and vCenter are back where they started.
+    the devices and vCenter are back where they started. The systems are the site's
+    (configs/site.yaml): with the default ``connections: profile`` and no other profile
+    configured, that is the lab started here, found through ``$DRAAS_LAB_DIR``.
     """
-    from lab import launcher
-    from lab.state import default_lab_dir
+    from draas.cli import run_lab
 
     console = console or Console(width=140)
-    lab_dir = (lab_dir or default_lab_dir()).resolve()
+    lab_dir = (lab_dir or Path(os.environ.get("DRAAS_LAB_DIR") or ".lab")).resolve()
     _use_lab_local_state(lab_dir)
+    os.environ["DRAAS_LAB_DIR"] = str(lab_dir)  # the default site profile is this lab's
     from draas.validation import load_tenants
 
-    tenants = tenants or [t.id for t in load_tenants()]
+    loaded = load_tenants()
+    tenants = tenants or [t.id for t in loaded]
+    zones = sorted({zone for t in loaded if t.id in tenants for zone in t.dns_zones})
     started = time.monotonic()
-    state = launcher.up(lab_dir=lab_dir)
-    console.print(f"lab up in {time.monotonic() - started:.1f} s ({Path(state.lab_dir) / 'state.json'})")
+    if run_lab("up", lab_dir, quiet=True):
+        return 1
     try:
-        console.print(inventory(state))
+        site = Site.load()
+        where = site.profile_path() if site.connections == "profile" else "saved blocks"
+        console.print(f"lab up in {time.monotonic() - started:.1f} s; systems from {where}")
+        console.print(inventory(site, zones))
         console.print(tenant_lifecycle(tenants, output_dir.resolve(), console))
-        console.print(inventory(state))
+        console.print(inventory(site, zones))
         if offboard:
             console.print(offboard_all(tenants))
-            console.print(inventory(state))
+            console.print(inventory(site, zones))
     finally:
         if not keep_lab:
-            launcher.down(lab_dir=lab_dir)
+            run_lab("down", lab_dir, quiet=True)
             console.print("lab down")
     return 0

@@ -45,9 +45,13 @@ from draas.models.tiers import Tier, TierCatalog, default_tier_catalog_path
 from draas.models.types import describe_duration, format_duration
 from draas.planning.rpo import estimate_rpo
 from draas.planning.waves import find_cycle
+from draas.site import PROJECT_ROOT, Site, SiteConfigError
 
 ROOT = "<root>"
 """Field path of problems that concern the whole file."""
+
+NOT_TENANT_FILES = ("tiers.yaml", "lab.yaml", "site.yaml")
+"""Files of a config directory that are not tenant files."""
 
 MIN_DRILL_GAP_MONTHS = 5
 DRILLS_PER_YEAR = 2
@@ -877,8 +881,13 @@ INTRA_TENANT_RULES: list[Callable[[TenantConfig, Tier | None], Iterable[Finding]
 ]
 
 
-def check_tenant(tenant: TenantConfig, catalog: TierCatalog | None, file: str) -> list[Problem]:
-    """Every intra-tenant rule over one parsed tenant."""
+def check_tenant(tenant: TenantConfig, catalog: TierCatalog | None, file: str,
+                 site: Site | Problem | None = None) -> list[Problem]:
+    """Every intra-tenant rule over one parsed tenant.
+
+    ``site`` is the recovery site the container must render on (default: the default site
+    file), or the problem that kept it from loading.
+    """
     tier = catalog.get(tenant.network.tier) if catalog else None
     problems: list[Problem] = []
     for rule in INTRA_TENANT_RULES:
@@ -889,20 +898,37 @@ def check_tenant(tenant: TenantConfig, catalog: TierCatalog | None, file: str) -
         except Exception as exc:  # noqa: BLE001 - a validator bug must not become a traceback
             problems.append(Problem(file, ROOT, f"validator error in {rule.__name__}: {exc!r}"))
     if tier is not None and not problems:
-        problems += [Problem(file, "network", reason) for reason in _container_problems(tenant, catalog)]
+        problems += _container_problems(tenant, catalog, file, site if site is not None else site_for(None))
     return problems
 
 
-def _container_problems(tenant: TenantConfig, catalog: TierCatalog | None) -> list[str]:
-    """Why the tenant's container would not render on the recovery site's devices."""
-    from draas.site import Site, SiteConfigError
-
+def site_for(config_dir: Path | None) -> Site | Problem:
+    """The site of ``config_dir`` (as the flows read it: ``Site.for_config_dir``), or why it does not load."""
     try:
-        devices = Site.load().devices
-    except SiteConfigError:
-        return []  # the site file's own problem, reported by every flow that reads it
+        return Site.for_config_dir(config_dir)
+    except SiteConfigError as exc:
+        site_file = Site.file_for_config_dir(config_dir)
+        reason = str(exc).removeprefix(f"{site_file}: ")
+        return Problem(display_path(site_file), ROOT, reason)
+
+
+def _config_dir_of(tenant_file: Path) -> Path:
+    """The config directory a tenant file belongs to: the one holding ``tenants/``, else its own."""
+    parent = tenant_file.resolve().parent
+    return parent.parent if parent.name == "tenants" else parent
+
+
+def _container_problems(tenant: TenantConfig, catalog: TierCatalog | None, file: str,
+                        site: Site | Problem) -> list[Problem]:
+    """Why the tenant's container would not render on the recovery site's devices."""
+    if isinstance(site, Problem):
+        return [site]  # the site file's own problem, once per site file (problems are deduplicated)
     assert catalog is not None
-    return render_problems(tenant, catalog, devices)
+    # Name the site file unless it is the project's own, so another site (a config directory's
+    # site.yaml, $DRAAS_SITE_CONFIG) shows in the message.
+    stock = (PROJECT_ROOT / "configs" / "site.yaml").resolve()
+    where = "" if Path(site.path).resolve() == stock else f" (devices of {display_path(Path(site.path))})"
+    return [Problem(file, "network", f"{reason}{where}") for reason in render_problems(tenant, catalog, site.devices)]
 
 
 # --- cross-tenant rules ----------------------------------------------------------------------------
@@ -1006,7 +1032,7 @@ def _expand(paths: Sequence[Path]) -> tuple[list[Path], list[Path], list[Problem
                 catalogs.append(path / "tiers.yaml")
             found = sorted([*tenant_dir.glob("*.yaml"), *tenant_dir.glob("*.yml")])
             if tenant_dir == path:
-                found = [f for f in found if f.name not in ("tiers.yaml", "lab.yaml")]
+                found = [f for f in found if f.name not in NOT_TENANT_FILES]
             if not found:
                 problems.append(Problem(display_path(path), ROOT, "no tenant files (*.yaml) found"))
             tenants += found
@@ -1066,9 +1092,10 @@ def _validate_paths(paths: list[Path]) -> list[Problem]:
     targets = {display_path(f) for f in tenant_files}
     siblings: set[Path] = set()
     for f in tenant_files:
-        siblings |= {s for s in f.parent.glob("*.yaml") if s.name not in ("tiers.yaml", "lab.yaml")}
+        siblings |= {s for s in f.parent.glob("*.yaml") if s.name not in NOT_TENANT_FILES}
     loaded: list[_Loaded] = []
     seen: set[Path] = set()
+    sites: dict[Path, Site | Problem] = {}  # per config directory: the site its flows would use
     for f in sorted(set(tenant_files) | siblings):
         key = f.resolve()
         if key in seen:
@@ -1079,7 +1106,10 @@ def _validate_paths(paths: list[Path]) -> list[Problem]:
         if name in targets:
             problems += file_problems
             if tenant is not None:
-                problems += check_tenant(tenant, catalog, name)
+                config_dir = _config_dir_of(f)
+                if config_dir not in sites:
+                    sites[config_dir] = site_for(config_dir)
+                problems += check_tenant(tenant, catalog, name, sites[config_dir])
         if tenant is not None:
             loaded.append(_Loaded(name, f, tenant))
     problems += check_cross_tenant(loaded, targets, catalog)

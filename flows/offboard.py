@@ -1,23 +1,23 @@
 """The ``offboard-tenant`` flow: remove everything the product created for a tenant.
 
-It works from the state store's records, not from the tenant's config (which may already be
-gone): every recorded object still active is removed newest first, then each one is checked
-against the devices and vCenter, and the tenant is marked offboarded. Running it again
-changes nothing. The audit log and the run history are kept.
+It works from the ledger, not from the tenant's config (which may already be gone): every
+recorded object still active is removed newest first through its system's handler, then each
+one is checked on its system, and the tenant is marked offboarded. Running it again changes
+nothing. The audit log and the run history are kept. It holds the tenant (no other
+state-changing run meanwhile); a crash leaves the rest recorded for a re-run.
 """
 
 from __future__ import annotations
 
 from prefect import flow
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from draas.errors import PermanentError
+from draas.ledger import remove_records
 from draas.models.results import StepResult
 from draas.site import Site
-from draas.state.store import StateStore
-from flows.runbook import RunRecord, error_text
-from tasks.container import remove_provisioned_object, verify_objects_removed
+from flows.runbook import CrashPolicy, RunContext, UnknownTenant
+from tasks.ledger import remove_recorded_object, verify_records_removed
 
 FLOW_NAME = "offboard-tenant"
 
@@ -36,43 +36,39 @@ class OffboardIncomplete(PermanentError):
 
 @flow(name=FLOW_NAME)
 def offboard_tenant(tenant: str, requested_by: str = "operator", channel: str = "ui",
-                    config_dir: str | None = None) -> OffboardResult:
-    """Remove every object recorded for ``tenant`` (devices, vCenter), verify, mark it offboarded.
+                    config_dir: str | None = None, wait_for_tenant_s: float = 0.0) -> OffboardResult:
+    """Remove every object recorded for ``tenant`` (every system), verify, mark it offboarded.
 
     Args:
         tenant: the tenant id.
         requested_by: who asked (audit log).
         channel: how they asked.
         config_dir: a directory whose site.yaml names the systems (default configs/site.yaml).
+        wait_for_tenant_s: how long to wait for another run holding the tenant before refusing.
 
     Raises:
+        UnknownTenant: nothing is known of the tenant (audited as refused).
         OffboardIncomplete: some removals failed (the run is Failed; re-run to finish).
-        ContainerIncomplete: verification found an object still present.
+        ObjectsStillPresent: verification found an object still present.
     """
-    run_id = str(flow_run.id)
-    store = StateStore()
     site = Site.for_config_dir(config_dir)
-    if store.get_tenant(tenant) is None and not store.objects(tenant):
-        raise PermanentError(f"tenant {tenant!r} is unknown to the state store: nothing to offboard")
-    records = store.objects(tenant)  # active only, newest first: the order to remove them in
-    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="offboard_tenant", tenant=tenant,
-                    artifact_key="offboard", requested_by=requested_by, channel=channel, total_steps=len(records) + 1,
-                    parameters={"tenant": tenant})
-    errors: list[str] = []
-    try:
-        for rec in records:
-            assert rec.id is not None
-            try:
-                run.step(remove_provisioned_object(rec.id, site))
-            except Exception as exc:  # noqa: BLE001 - remove what can be removed, report the rest
-                errors.append(f"{rec.system}:{rec.name}: {error_text(exc)}")
-        if errors:
-            raise OffboardIncomplete(f"{len(errors)} object(s) not removed:\n" + "\n".join(errors))
-        run.step(verify_objects_removed([r.id for r in records if r.id is not None], site))
-    except Exception as exc:
-        run.failed(f"Offboarding {tenant}: incomplete", exc)
-        raise
-    if store.get_tenant(tenant) is not None:
-        store.set_tenant_status(tenant, "offboarded")
-    run.succeeded(f"Offboarding {tenant}: done", detail={"removed": len(records)})
-    return OffboardResult(tenant=tenant, run_id=run_id, removed=len(records), changed=run.changed, steps=run.steps)
+    # Offboarding is itself removal: a failure keeps what is left recorded for a re-run (no undo).
+    run = RunContext(FLOW_NAME, action="offboard_tenant", tenant=tenant, requested_by=requested_by,
+                     channel=channel, policy=CrashPolicy.NONE, exclusive=True, wait_s=wait_for_tenant_s,
+                     title=f"Offboarding {tenant}", artifact_key="offboard", parameters={"tenant": tenant},
+                     site=site)
+    with run.admission():
+        if run.store.get_tenant(tenant) is None and not run.store.objects(tenant):
+            raise UnknownTenant(f"tenant {tenant!r} is unknown to the state store: nothing to offboard")
+    records = run.store.objects(tenant)  # active only, newest first: the order to remove them in
+    with run.started(total_steps=len(records) + 1):
+        report = remove_records(records, lambda rec: run.step(remove_recorded_object(rec.id, site)))
+        if report.leftovers:
+            raise OffboardIncomplete(f"{len(report.leftovers)} object(s) not removed:\n"
+                                     + "\n".join(f"{lo.what}: {lo.error}" for lo in report.leftovers))
+        run.step(verify_records_removed([r.id for r in records if r.id is not None], site))
+        if run.store.get_tenant(tenant) is not None:
+            run.store.set_tenant_status(tenant, "offboarded")
+        run.finish(f"Offboarding {tenant}: done", detail={"removed": len(records)})
+    return OffboardResult(tenant=tenant, run_id=run.run_id, removed=len(records), changed=run.changed,
+                          steps=run.steps)

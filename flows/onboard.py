@@ -13,8 +13,8 @@ Runbook, top to bottom:
 Every step is idempotent: a second run reports ``changed=False`` for all of them (the change
 record is found again, secrets are kept, the plan is not rewritten when nothing changed).
 
-Bad input changes nothing: validation runs before anything is written. A rejected request
-leaves exactly one audit entry (outcome ``rejected``, with the problems) and no flow run,
+Bad input changes nothing: validation runs before anything is written. A refused request
+leaves exactly one audit entry (outcome ``refused``, with the reason and problems) and no flow run,
 step, tenant, secret, change record or report. Once the config is valid the run is recorded
 (``flow_runs``, ``steps``) with audit entries ``accepted`` and then ``succeeded`` or
 ``failed``; a failure marks the run Failed with the error and re-raises it.
@@ -22,23 +22,15 @@ step, tenant, secret, change record or report. Once the config is valid the run 
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import uuid4
-
 from prefect import flow
-from prefect.artifacts import (
-    create_markdown_artifact,
-)
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from draas.clients.servicedesk import ChangeRequestCreate
 from draas.models.results import StepResult
 from draas.models.tenant import TenantConfig
+from draas.reports.run_summary import Section
 from draas.site import Site
-from draas.state.store import StateStore
-from draas.validation import ConfigInvalid
-from flows.runbook import RunRecord, error_text
+from flows.runbook import CrashPolicy, RunContext
 from tasks.servicedesk import open_change_record
 from tasks.tenant import (
     TENANT_ID,
@@ -84,27 +76,29 @@ def _change_request(tenant: TenantConfig) -> ChangeRequestCreate:
     )
 
 
-def _details(steps: list[StepResult]) -> list[str]:
+def _details(steps: list[StepResult]) -> list[Section]:
     """The onboarding specifics under the summary's step table."""
-    lines: list[str] = []
+    sections: list[Section] = []
     by_name = {s.step: s for s in steps}
     if prereq := by_name.get("check_tenant_prerequisites"):
-        lines += ["## Prerequisites", "", "| Check | Value | Requirement |", "|---|---|---|"]
+        rows = []
         for name, check in prereq.detail.items():
             value = check["value"]
             if isinstance(value, dict):  # latency: show the number and where it came from
                 value = f"{value.get('median_ms')} ms ({value.get('source')})"
-            lines.append(f"| {name} | {value} | {check['requirement']} |")
+            rows.append([name, str(value), str(check["requirement"])])
+        sections.append(Section(heading="Prerequisites", headers=["Check", "Value", "Requirement"], rows=rows))
     if sec := by_name.get("ensure_tenant_secrets"):
-        lines += ["", "## Secret blocks", ""]
-        lines += [f"- `{n}`: {'created' if n in sec.detail['created'] else 'kept (existed)'}"
-                  for n in sec.detail["blocks"].values()]
+        body = "\n".join(f"- `{n}`: {'created' if n in sec.detail['created'] else 'kept (existed)'}"
+                         for n in sec.detail["blocks"].values())
+        sections.append(Section(heading="Secret blocks", body=body))
     if change := by_name.get("open_change_record"):
-        lines += ["", f"Change record: **{change.detail.get('number', '?')}** (`{change.target}`)"]
+        sections.append(Section(heading="Change record",
+                                body=f"**{change.detail.get('number', '?')}** (`{change.target}`)"))
     if plan := by_name.get("write_dr_plan"):
-        lines += ["", (f"DR plan: `{plan.detail['markdown']}`, `{plan.detail['html']}` "
-                       f"(config digest {plan.detail['config_digest']})")]
-    return lines
+        sections.append(Section(heading="DR plan", body=(f"`{plan.detail['markdown']}`, `{plan.detail['html']}` "
+                                                         f"(config digest {plan.detail['config_digest']})")))
+    return sections
 
 
 @flow(name=FLOW_NAME)
@@ -121,44 +115,25 @@ def onboard_tenant(tenant: str, requested_by: str = "operator", channel: str = "
         output_dir: where ``<tenant>/dr-plan.md`` and ``.html`` are written.
 
     Raises:
-        ConfigInvalid: the config does not validate; nothing but the audit entry was written.
+        ConfigInvalid: the config does not validate; nothing but the audit entry (refused) was written.
         TenantPrerequisitesFailed: prerequisites not met; the run is recorded Failed.
     """
-    run_id = str(flow_run.id or uuid4())  # no flow run id only when called through ``.fn()``
-    store = StateStore()
-    parameters = {"tenant": tenant, "requested_by": requested_by, "channel": channel,
-                  "config_dir": config_dir, "output_dir": output_dir}
-
-    def audit(outcome: str, detail: dict[str, Any] | None = None) -> None:
-        store.audit(actor=requested_by, action=ACTION, channel=channel, outcome=outcome,
-                    tenant_id=tenant if TENANT_ID.fullmatch(tenant) else None, run_id=run_id,
-                    detail={"tenant": tenant, **(detail or {})})
-
-    try:
+    run = RunContext(FLOW_NAME, action=ACTION, tenant=tenant if TENANT_ID.fullmatch(tenant) else None,
+                     requested_by=requested_by, channel=channel, policy=CrashPolicy.NONE, kind="onboard",
+                     title=f"Onboarding {tenant}", artifact_key="onboard",
+                     parameters={"tenant": tenant, "requested_by": requested_by, "channel": channel,
+                                 "config_dir": config_dir, "output_dir": output_dir})
+    with run.admission():
         valid = validate_tenant_config(tenant, config_dir)
-    except Exception as exc:
-        outcome = "rejected" if isinstance(exc, ConfigInvalid) else "failed"
-        problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigInvalid) else []
-        audit(outcome, {"error": error_text(exc), "problems": problems})
-        create_markdown_artifact(markdown=f"# Onboarding {tenant}: {outcome}\n\n```\n{error_text(exc)}\n```\n",
-                                 description="Validation did not pass; nothing was changed.")
-        raise
-
-    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action=ACTION, tenant=tenant,
-                    requested_by=requested_by, channel=channel, total_steps=len(STEPS), parameters=parameters,
-                    kind="onboard", artifact_key="onboard")
-    try:
+    with run.started(total_steps=len(STEPS)):
         run.step(valid.step)
         run.step(check_tenant_prerequisites(valid.tenant))
         run.step(record_tenant(valid.tenant))
         run.step(ensure_tenant_secrets(valid.tenant))
         servicedesk = Site.for_config_dir(config_dir).servicedesk_block()
         change = run.step(open_change_record(servicedesk, _change_request(valid.tenant)))
-        plan = run.step(write_dr_plan(valid.tenant, valid.catalog, output_dir, run_id))
-    except Exception as exc:
-        run.failed(f"Onboarding {tenant}: failed", exc, _details(run.steps))
-        raise
-    number = change.detail.get("number")
-    run.succeeded(f"Onboarding {tenant}: done", _details(run.steps), {"change_number": number})
-    return OnboardResult(tenant=tenant, run_id=run_id, changed=run.changed, change_number=number,
-                         dr_plan_markdown=plan.detail["markdown"], dr_plan_html=plan.detail["html"], steps=run.steps)
+        plan = run.step(write_dr_plan(valid.tenant, valid.catalog, output_dir, run.run_id))
+        number = change.payload.number if change.payload else None
+        run.finish(f"Onboarding {tenant}: done", _details(run.steps), {"change_number": number})
+    return OnboardResult(tenant=tenant, run_id=run.run_id, changed=run.changed, change_number=number,
+                         dr_plan_markdown=plan.value().markdown, dr_plan_html=plan.value().html, steps=run.steps)

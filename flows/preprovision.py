@@ -10,9 +10,10 @@ Runbook, top to bottom:
    distributed port group per VLAN, the master-target appliances in the tenant's VLAN;
 5. verify: read every device config and vCenter object back and prove the container complete.
 
-Every object is recorded in the state store before it is created. A failure part way removes
-what this run recorded (newest first) and leaves the flow Failed with the cause. A second
-run changes nothing. ``dry_run=True`` shows every device diff and the vCenter objects that
+Every object is recorded in the ledger before it is created. A failure part way removes what
+this run recorded (newest first, through the ledger's handlers) and leaves the flow Failed
+with the cause; a crash leaves it to the sweeper (crash policy *undo*). At most one
+state-changing run per tenant runs at a time. A second run changes nothing. ``dry_run=True`` shows every device diff and the vCenter objects that
 would be created, and changes nothing (not even the state store).
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.blocks.system import Secret
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from draas.clients.servicedesk import CHANGE_REQUEST
@@ -28,16 +28,16 @@ from draas.container import DeviceConfig, render_container
 from draas.errors import PermanentError
 from draas.models.results import StepResult
 from draas.models.vcenter import Marks
+from draas.reports.render import code_block
+from draas.reports.run_summary import Section
 from draas.site import Site
-from draas.state.store import StateStore
-from flows.runbook import RunRecord, error_text
+from flows.runbook import CrashPolicy, RunContext, error_text
 from tasks.common import task_logger
 from tasks.container import (
     VCenterObjectPlan,
     plan_vcenter_objects,
     record_device_config,
     record_vcenter_object,
-    remove_provisioned_object,
     verify_container,
 )
 from tasks.network import push_device_config
@@ -91,7 +91,8 @@ def create_vcenter_object(site: Site, obj: VCenterObjectPlan, marks: Marks, dry_
 
 @flow(name=FLOW_NAME)
 def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str = "operator",
-                           channel: str = "ui", config_dir: str | None = None) -> PreprovisionResult:
+                           channel: str = "ui", config_dir: str | None = None,
+                           wait_for_tenant_s: float = 0.0) -> PreprovisionResult:
     """Build ``tenant``'s network container (devices and vCenter) at the recovery site.
 
     Args:
@@ -100,66 +101,54 @@ def preprovision_container(tenant: str, dry_run: bool = False, requested_by: str
         requested_by: who asked (audit log).
         channel: how they asked: ui, cli, webhook, schedule, api, service-desk.
         config_dir: directory with tenants/, tiers.yaml and optionally site.yaml.
+        wait_for_tenant_s: how long to wait when another state-changing run holds the tenant
+            before refusing (0: refuse at once).
 
     Raises:
-        ConfigInvalid: the config does not validate; nothing was changed.
+        ConfigInvalid: the config does not validate; nothing was changed (audited as refused).
+        TenantBusy: another state-changing run holds the tenant (audited as refused).
         TenantSecretMissing: the tenant's IPsec PSK block is missing (onboard first).
         Any adapter error: what this run created has been removed again.
     """
-    run_id = str(flow_run.id)
-    store = StateStore()
-    valid = validate_tenant_config(tenant, config_dir)
-    t, catalog = valid.tenant, valid.catalog
     site = Site.for_config_dir(config_dir)
-    configs: list[DeviceConfig] = render_container(t, catalog, site.devices,
-                                                   psk=load_psk(t.network.ipsec.psk_secret))
-    objects = plan_vcenter_objects(t, catalog)
-    run = RunRecord(store, run_id=run_id, flow=FLOW_NAME, action="preprovision_container", tenant=tenant,
-                    artifact_key="preprovision", requested_by=requested_by, channel=channel, total_steps=2 + len(configs) + len(objects),
-                    parameters={"tenant": tenant, "dry_run": dry_run, "config_dir": config_dir}, dry_run=dry_run)
-    run.step(valid.step)
-    try:
+    run = RunContext(FLOW_NAME, action="preprovision_container", tenant=tenant, requested_by=requested_by,
+                     channel=channel, policy=CrashPolicy.UNDO, dry_run=dry_run, exclusive=True,
+                     wait_s=wait_for_tenant_s, title=f"Container for {tenant}", artifact_key="preprovision",
+                     parameters={"tenant": tenant, "dry_run": dry_run, "config_dir": config_dir}, site=site)
+    with run.admission():
+        valid = validate_tenant_config(tenant, config_dir)
+        t, catalog = valid.tenant, valid.catalog
+        configs: list[DeviceConfig] = render_container(t, catalog, site.devices,
+                                                       psk=load_psk(t.network.ipsec.psk_secret))
+        objects = plan_vcenter_objects(t, catalog)
+    if not dry_run:
+        run.on_failure(lambda exc: _note_on_change(site, tenant, f"preprovision-container run {run.run_id} failed "
+                                                                 f"and removed what it created: {error_text(exc)}",
+                                                   close=False))
+    with run.started(total_steps=2 + len(configs) + len(objects)):
+        run.step(valid.step)
         for cfg in configs:
             if not dry_run:
-                record_device_config(store, tenant, run_id, cfg)
+                record_device_config(run.store, tenant, run.run_id, cfg)
             run.step(push_device_config(site.device_block(cfg.device), config=cfg.text, context=cfg.context,
                                         dry_run=dry_run))
         for obj in objects:
-            owner = record_vcenter_object(store, tenant, run_id, obj, dry_run)
+            owner = record_vcenter_object(run.store, tenant, run.run_id, obj, dry_run)
             run.step(create_vcenter_object(site, obj, Marks(tenant=tenant, purpose=obj.purpose, run_id=owner),
                                            dry_run))
         if not dry_run:
             run.step(verify_container(configs, objects, site))
-    except Exception as exc:
-        if not dry_run:
-            _roll_back(store, tenant, site, run_id, run)
-            _note_on_change(site, tenant, f"preprovision-container run {run_id} failed and removed what it "
-                                          f"created: {error_text(exc)}", close=False)
-        run.failed(f"Container for {tenant}: failed, this run's objects removed", exc)
-        raise
-    if run.changed and not dry_run:
-        store.record_change(tenant_id=tenant, kind="container",
-                            subject=f"network container ({t.network.tier})",
-                            description=f"preprovision-container run {run_id} changed the container")
-        _note_on_change(site, tenant, f"Network container ({t.network.tier}) provisioned and verified by "
-                                      f"preprovision-container run {run_id}: {len(configs)} device configs, "
-                                      f"{len(objects)} vCenter objects.", close=True)
-    run.succeeded(f"Container for {tenant}: {'dry run' if dry_run else 'complete'}",
-                  extra=_inventory(configs, objects) + (_full_diff(run.steps) if dry_run else []))
-    return PreprovisionResult(tenant=tenant, run_id=run_id, dry_run=dry_run, changed=run.changed, steps=run.steps)
-
-
-def _roll_back(store: StateStore, tenant: str, site: Site, run_id: str, run: RunRecord) -> None:
-    """Remove everything this run recorded, newest first; keep going past failures."""
-    errors: list[str] = []
-    for rec in store.objects(tenant, run_id=run_id):
-        try:
-            assert rec.id is not None
-            run.step(remove_provisioned_object(rec.id, site))
-        except Exception as exc:  # noqa: BLE001 - report every leftover, the sweeper retries them
-            errors.append(f"{rec.system}:{rec.name}: {error_text(exc)}")
-    if errors:
-        run.audit("rollback_incomplete", {"leftovers": errors})
+        if run.changed and not dry_run:
+            run.store.record_change(tenant_id=tenant, kind="container",
+                                    subject=f"network container ({t.network.tier})",
+                                    description=f"preprovision-container run {run.run_id} changed the container")
+            _note_on_change(site, tenant, f"Network container ({t.network.tier}) provisioned and verified by "
+                                          f"preprovision-container run {run.run_id}: {len(configs)} device configs, "
+                                          f"{len(objects)} vCenter objects.", close=True)
+        run.finish(f"Container for {tenant}: {'dry run' if dry_run else 'complete'}",
+                   sections=[_inventory(configs, objects), *(_full_diff(run.steps) if dry_run else [])])
+    return PreprovisionResult(tenant=tenant, run_id=run.run_id, dry_run=dry_run, changed=run.changed,
+                              steps=run.steps)
 
 
 def _note_on_change(site: Site, tenant: str, note: str, close: bool) -> None:
@@ -176,17 +165,13 @@ def _note_on_change(site: Site, tenant: str, note: str, close: bool) -> None:
         task_logger().warning("could not update the onboarding change record of %s: %s", tenant, error_text(exc))
 
 
-def _full_diff(steps: list[StepResult]) -> list[str]:
+def _full_diff(steps: list[StepResult]) -> list[Section]:
     """Every line a dry run would change, per device/context and vCenter object (secrets masked)."""
-    lines = ["", "## Full diff", ""]
-    for step in steps:
-        if step.diff:
-            lines += [f"### {step.target}", "", "```diff", *step.diff, "```", ""]
-    return lines
+    return [Section(heading=f"Full diff: {step.target}", body=code_block(step.diff, "diff"))
+            for step in steps if step.diff]
 
 
-def _inventory(configs: list[DeviceConfig], objects: list[VCenterObjectPlan]) -> list[str]:
-    lines = ["## Container objects", "", "| System | Object | Lines |", "|---|---|---|"]
-    lines += [f"| {c.role} | {c.label} | {len(c.lines)} |" for c in configs]
-    lines += [f"| vCenter | {o.kind} {o.name} | |" for o in objects]
-    return lines
+def _inventory(configs: list[DeviceConfig], objects: list[VCenterObjectPlan]) -> Section:
+    rows = [[c.role, c.label, str(len(c.lines))] for c in configs]
+    rows += [["vCenter", f"{o.kind} {o.name}", ""] for o in objects]
+    return Section(heading="Container objects", headers=["System", "Object", "Lines"], rows=rows)

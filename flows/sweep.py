@@ -1,9 +1,10 @@
-"""The ``sweep-crashed-runs`` flow: clean up what a crashed flow run left behind.
+"""The ``sweep-orphans`` flow: apply each crashed run's crash policy to what it left behind.
 
-A flow that fails part way removes what it recorded itself; a flow whose process is killed,
-or whose machine is lost, cannot. It leaves its run recorded as ``Running`` in the state
-store, and the objects it recorded before creating them (some created, some perhaps not).
-This flow finds such runs and finishes their job:
+A flow that fails part way handles its own objects (undo, or hold for the operator); a flow
+whose process is killed, or whose machine is lost, cannot. It leaves its run recorded as
+``Running`` in the state store, and the objects it recorded in the ledger before creating them
+(some created, some perhaps not). This flow finds such runs and applies their flow's crash
+policy (recorded with the run):
 
 1. list the runs the state store still has as running, and ask the Prefect API about each;
 2. pick the ones that are dead: Prefect reports them Crashed, Failed or Cancelled, or has no
@@ -11,15 +12,19 @@ This flow finds such runs and finishes their job:
    A run Prefect reports Scheduled, Pending, Running or Paused is never touched, nor one it
    reports Completed (what it built is in use), nor one of a flow Prefect has never heard of
    (probably the wrong Prefect server), nor a dead run whose tenant has a later run at work;
-3. for each, remove the objects that run recorded (newest first), verify none is left on a
-   device or in vCenter, and mark the run ``Crashed`` with outcome ``swept``. When a later run
-   of the same flow for the tenant succeeded, it took over the dead run's records (the store
-   hands an object's record to whoever records it again): those objects stay;
-4. audit every swept run under its tenant, and the sweep itself.
+3. for a dead *undo* run (pre-provisioning, protection set-up, drills): remove the objects it
+   recorded (newest first, through the ledger's handlers), verify none is left on its system,
+   and mark the run ``Crashed`` with outcome ``swept``. When a later run of the same flow for
+   the tenant succeeded, it took over the dead run's records: those objects stay;
+4. for a dead *hold* run (failover, failback): remove **nothing** (recovered VMs and DNS or
+   firewall cutover must never be destroyed automatically), mark the run ``NeedsOperator``
+   with outcome ``held`` and list its objects for the operator; a re-run of the same flow
+   resumes from the recorded state;
+5. give the dead run's tenant back (its lease), and audit every decision under its tenant.
 
 A run that cannot be fully cleaned up stays ``Running`` (so the next sweep retries it) and
 the sweep ends Failed naming what is left. A second sweep changes nothing. ``dry_run=True``
-lists the runs and the objects that would be removed and changes nothing.
+lists the runs and what would happen to their objects and changes nothing.
 """
 
 from __future__ import annotations
@@ -28,22 +33,24 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from prefect import flow, get_client, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State, StateType
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from draas.errors import PermanentError
+from draas.ledger import describe, remove_records
 from draas.models.results import StepResult
+from draas.reports.run_summary import Section
 from draas.site import Site
 from draas.state.store import StateStore
-from draas.state.tables import FlowRunRecord, ProvisionedObject, utcnow
-from flows.runbook import error_text, steps_table
-from tasks.container import remove_provisioned_object, verify_objects_removed
+from draas.state.tables import FlowRunRecord, utcnow
+from flows.runbook import CrashPolicy, RunContext, error_text
+from tasks.ledger import remove_recorded_object, verify_records_removed
 
-FLOW_NAME = "sweep-crashed-runs"
-ACTION = "sweep_crashed_runs"
+FLOW_NAME = "sweep-orphans"
+ACTION = "sweep_orphans"
+#: The state a held run is left in: its objects stay, an operator decides (or a re-run resumes).
+NEEDS_OPERATOR = "NeedsOperator"
 
 #: Prefect states in which the flow's process may still be at work: such a run is never touched.
 ACTIVE = frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED})
@@ -76,7 +83,8 @@ class SweptRun(BaseModel):
     tenant: str | None
     reason: str
     objects: list[str]
-    changed: int = 0  # removals that changed a device or vCenter (the rest were already gone)
+    policy: str = "undo"  # undo: objects removed; hold: objects kept for the operator
+    changed: int = 0  # removals that changed a system (the rest were already gone)
 
 
 class SweepResult(BaseModel):
@@ -176,16 +184,10 @@ def weigh_later_runs(verdict: RunVerdict, later: list[FlowRunRecord], live: set[
     return verdict
 
 
-def describe(rec: ProvisionedObject) -> str:
-    """One recorded object, for lists and the audit log (no lines: they may hold masked secrets)."""
-    where = "/".join(p for p in (rec.device, rec.context) if p)
-    return f"{rec.system} {rec.kind} {rec.name}" + (f" on {where}" if where and where != rec.name else "")
-
-
 @flow(name=FLOW_NAME)
-def sweep_crashed_runs(older_than_minutes: float = 30, requested_by: str = "operator", channel: str = "schedule",
-                       config_dir: str | None = None, dry_run: bool = False) -> SweepResult:
-    """Remove what crashed flow runs recorded, verify it is gone, and mark those runs Crashed.
+def sweep_orphans(older_than_minutes: float = 30, requested_by: str = "operator", channel: str = "schedule",
+                  config_dir: str | None = None, dry_run: bool = False) -> SweepResult:
+    """Apply each crashed run's crash policy: remove an *undo* run's objects, hold a *hold* run's.
 
     Args:
         older_than_minutes: how long a run may sit in Cancelling before it is swept.
@@ -197,102 +199,91 @@ def sweep_crashed_runs(older_than_minutes: float = 30, requested_by: str = "oper
     Raises:
         SweepIncomplete: some objects could not be removed (their runs stay for the next sweep).
     """
-    run_id = str(flow_run.id)
-    store = StateStore()
     site = Site.for_config_dir(config_dir)
     log = get_run_logger()
-    parameters = {"older_than_minutes": older_than_minutes, "config_dir": config_dir, "dry_run": dry_run}
-    steps: list[StepResult] = []
+    run = RunContext(FLOW_NAME, action=ACTION, requested_by=requested_by, channel=channel, policy=CrashPolicy.NONE,
+                     dry_run=dry_run, title="Crashed runs", site=site,
+                     parameters={"older_than_minutes": older_than_minutes, "config_dir": config_dir,
+                                 "dry_run": dry_run})
     swept: list[SweptRun] = []
     left_alone: list[RunVerdict] = []
     leftovers: list[str] = []
-
-    def audit(outcome: str, detail: dict, *, tenant: str | None = None, about: str | None = None,
-              action: str = ACTION) -> None:
-        store.audit(actor=requested_by, action=action, channel=channel, outcome=outcome, tenant_id=tenant,
-                    run_id=about or run_id, detail=detail)
-
-    def step(result: StepResult) -> StepResult:
-        if not dry_run:
-            store.record_step(run_id, result)
-        steps.append(result)
-        return result
-
-    audit("accepted", {"dry_run": dry_run, "older_than_minutes": older_than_minutes})
-    if not dry_run:
-        store.start_run(run_id, flow=FLOW_NAME, kind=ACTION, parameters=parameters)
-    try:
-        verdicts = judge_running_runs(store, older_than=timedelta(minutes=older_than_minutes), exclude=run_id)
+    with run.started():
+        verdicts = judge_running_runs(run.store, older_than=timedelta(minutes=older_than_minutes),
+                                      exclude=run.run_id)
         for v in verdicts:
             log.info("run %s (%s, tenant %s): %s: %s", v.run_id, v.flow, v.tenant,
                      "sweep" if v.sweep else "leave alone", v.reason)
         left_alone = [v for v in verdicts if not v.sweep]
         for v in (v for v in verdicts if v.sweep):
-            current = store.get_run(v.run_id)
+            current = run.store.get_run(v.run_id)
             if current is None or current.state != "Running":  # a concurrent sweep got there first
                 continue
+            policy = current.crash_policy or CrashPolicy.UNDO.value  # runs recorded before policies: undo
             # Adopted objects are in use by the run that adopted them: only the record is closed.
-            records = [] if v.adopted_by else store.run_objects(v.run_id)
-            entry = SweptRun(run_id=v.run_id, flow=v.flow, tenant=v.tenant, reason=v.reason,
+            records = [] if v.adopted_by else run.store.run_objects(v.run_id)
+            entry = SweptRun(run_id=v.run_id, flow=v.flow, tenant=v.tenant, reason=v.reason, policy=policy,
                              objects=[describe(r) for r in records])
             if dry_run:
                 swept.append(entry)
                 continue
-            errors: list[str] = []
-            for rec in records:  # newest first: a block is removed before what it depends on
-                assert rec.id is not None
-                try:
-                    entry.changed += step(remove_provisioned_object(rec.id, site)).changed
-                except Exception as exc:  # noqa: BLE001 - remove what can be removed, report the rest
-                    errors.append(f"{describe(rec)}: {error_text(exc)}")
+            if policy == CrashPolicy.HOLD.value:
+                _hold(run, v, entry)
+                swept.append(entry)
+                continue
+            report = remove_records(records, lambda rec: run.step(remove_recorded_object(rec.id, site)))
+            errors = [f"{lo.what}: {lo.error}" for lo in report.leftovers]
+            entry.changed = report.changed
             if records and not errors:
                 try:
-                    step(verify_objects_removed([r.id for r in records if r.id is not None], site))
+                    run.step(verify_records_removed([r.id for r in records if r.id is not None], site))
                 except Exception as exc:  # noqa: BLE001 - reported below; the run stays for the next sweep
                     errors.append(error_text(exc))
             if errors:
                 leftovers += [f"run {v.run_id}: {e}" for e in errors]
-                audit("failed", {"swept_by": run_id, "reason": v.reason, "leftovers": errors},
-                      tenant=v.tenant, about=v.run_id, action="sweep_crashed_run")
+                run.audit("failed", {"swept_by": run.run_id, "reason": v.reason, "leftovers": errors},
+                          tenant=v.tenant, about=v.run_id, action="sweep_crashed_run")
                 continue
-            store.finish_run(v.run_id, state="Crashed", outcome="swept",
-                             error=f"{v.reason}; swept by {FLOW_NAME} run {run_id}")
-            audit("swept", {"swept_by": run_id, "reason": v.reason, "objects": entry.objects,
-                            "changed": entry.changed, "adopted_by": v.adopted_by},
-                  tenant=v.tenant, about=v.run_id, action="sweep_crashed_run")
+            run.store.finish_run(v.run_id, state="Crashed", outcome="swept",
+                                 error=f"{v.reason}; swept by {FLOW_NAME} run {run.run_id}")
+            _free_tenant(run, v)
+            run.audit("swept", {"swept_by": run.run_id, "reason": v.reason, "objects": entry.objects,
+                                "changed": entry.changed, "adopted_by": v.adopted_by},
+                      tenant=v.tenant, about=v.run_id, action="sweep_crashed_run")
             swept.append(entry)
+        run.finish(f"Crashed runs: {'would sweep' if dry_run else 'swept'} {len(swept)}, "
+                   f"left {len(left_alone)} alone", sections=_sections(dry_run, swept, left_alone),
+                   detail={"dry_run": dry_run, "swept": [s.run_id for s in swept],
+                           "left_alone": [v.run_id for v in left_alone]})
         if leftovers:
             raise SweepIncomplete(f"{len(leftovers)} object(s) of crashed runs not removed (left for the next "
                                   "sweep):\n" + "\n".join(leftovers))
-    except Exception as exc:
-        if not dry_run:
-            store.finish_run(run_id, state="Failed", outcome="failure", error=error_text(exc))
-        audit("failed", {"dry_run": dry_run, "error": error_text(exc), "swept": [s.run_id for s in swept]})
-        _summary(run_id, dry_run, swept, left_alone, steps, exc)
-        raise
-    if not dry_run:
-        store.finish_run(run_id, state="Completed", outcome="success")
-    changed = any(s.changed for s in steps) or bool(swept and not dry_run)
-    audit("succeeded", {"dry_run": dry_run, "changed": changed, "swept": [s.run_id for s in swept],
-                        "left_alone": [v.run_id for v in left_alone]})
-    _summary(run_id, dry_run, swept, left_alone, steps, None)
-    return SweepResult(run_id=run_id, dry_run=dry_run, changed=changed, swept=swept, left_alone=left_alone,
-                       steps=steps)
+    changed = run.changed or bool(swept and not dry_run)
+    return SweepResult(run_id=run.run_id, dry_run=dry_run, changed=changed, swept=swept, left_alone=left_alone,
+                       steps=run.steps)
 
 
-def _summary(run_id: str, dry_run: bool, swept: list[SweptRun], left_alone: list[RunVerdict],
-             steps: list[StepResult], exc: BaseException | None) -> None:
-    verb = "would sweep" if dry_run else "swept"
-    lines = [f"# Crashed runs: {verb} {len(swept)}, left {len(left_alone)} alone", "",
-             f"Flow run `{run_id}`{' (dry run: nothing was changed)' if dry_run else ''}", ""]
-    if exc is not None:
-        lines += ["## Error", "", "```", error_text(exc), "```", ""]
-    lines += ["## Swept" if not dry_run else "## Would sweep", "", "| Run | Flow | Tenant | Why | Objects |",
-              "|---|---|---|---|---|"]
-    lines += [f"| `{s.run_id}` | {s.flow} | {s.tenant or ''} | {s.reason} | "
-              f"{'<br>'.join(o.replace('|', '/') for o in s.objects) or 'none'} |" for s in swept]
-    lines += ["", "## Left alone", "", "| Run | Flow | Tenant | Why |", "|---|---|---|---|"]
-    lines += [f"| `{v.run_id}` | {v.flow} | {v.tenant or ''} | {v.reason} |" for v in left_alone]
-    lines += ["", "## Steps", "", *steps_table(steps), ""]
-    create_markdown_artifact(markdown="\n".join(lines) + "\n", key=FLOW_NAME,
-                             description=f"sweep-crashed-runs: {verb} {len(swept)}")
+def _hold(run: RunContext, v: RunVerdict, entry: SweptRun) -> None:
+    """A dead *hold* run: keep every object, mark the run for the operator (a re-run resumes)."""
+    run.store.finish_run(v.run_id, state=NEEDS_OPERATOR, outcome="held",
+                         error=f"{v.reason}; its objects are kept for the operator (crash policy hold): "
+                               f"re-run {v.flow} to resume, found by {FLOW_NAME} run {run.run_id}")
+    _free_tenant(run, v)
+    run.audit("held_for_operator", {"swept_by": run.run_id, "reason": v.reason, "objects": entry.objects},
+              tenant=v.tenant, about=v.run_id, action="sweep_crashed_run")
+
+
+def _free_tenant(run: RunContext, v: RunVerdict) -> None:
+    if v.tenant:
+        run.store.release_lease(v.tenant, run_id=v.run_id)
+
+
+def _sections(dry_run: bool, swept: list[SweptRun], left_alone: list[RunVerdict]) -> list[Section]:
+    return [
+        Section(heading="Would sweep" if dry_run else "Swept", headers=["Run", "Flow", "Tenant", "Policy", "Why",
+                                                                        "Objects"],
+                rows=[[f"`{s.run_id}`", s.flow, s.tenant or "", s.policy, s.reason,
+                       "<br>".join(s.objects) or "none"] for s in swept]),
+        Section(heading="Left alone", headers=["Run", "Flow", "Tenant", "Why"],
+                rows=[[f"`{v.run_id}`", v.flow, v.tenant or "", v.reason] for v in left_alone]),
+    ]

@@ -1,4 +1,4 @@
-"""`draas lab up|down|status`: start every simulator, write the state file, stop them all."""
+"""`python -m lab up|down|status` (run by `draas lab ...`): start every simulator, publish the site profile, stop them all."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from typing import Any
 import yaml
 
 from lab.process import PIDS_FILE, LabStartError, _alive, recorded_pids, stop_pids
-from lab.state import STATE_FILE, LabState, default_lab_config, default_lab_dir, read_partial
+from lab.state import (
+    SITE_PROFILE_FILE,
+    STATE_FILE,
+    LabState,
+    default_lab_config,
+    default_lab_dir,
+    read_partial,
+    write_site_profile,
+)
 
 
 @dataclass
@@ -59,11 +67,15 @@ def running_state(lab_dir: Path) -> LabState | None:
 
 def up(lab_dir: Path | None = None, config_path: Path | None = None,
        only: list[str] | None = None) -> LabState:
-    """Start the lab (or return the running one). A failed start stops what it started."""
+    """Start the lab (or return the running one) and write its site profile.
+
+    A failed start stops what it started.
+    """
     lab_dir = (lab_dir or default_lab_dir()).resolve()
     config_path = (config_path or default_lab_config()).resolve()
     existing = running_state(lab_dir)
     if existing is not None:
+        write_site_profile(existing)  # e.g. removed by hand: the product must still find the lab
         return existing
     down(lab_dir)
     lab_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +95,7 @@ def up(lab_dir: Path | None = None, config_path: Path | None = None,
                 raise LabStartError(f"{config_path}: {name}: missing or invalid setting: "
                                     f"{type(exc).__name__}: {exc}") from exc
             ctx.state.save()
+            write_site_profile(ctx.state)
     except BaseException:
         down(lab_dir)
         raise
@@ -100,7 +113,7 @@ def down(lab_dir: Path | None = None) -> list[int]:
         except ValueError:
             pass
     stop_pids(sorted(pids))
-    for name in (STATE_FILE, PIDS_FILE):
+    for name in (STATE_FILE, SITE_PROFILE_FILE, PIDS_FILE):
         (lab_dir / name).unlink(missing_ok=True)
     for sub in ("run",):
         shutil.rmtree(lab_dir / sub, ignore_errors=True)

@@ -1,32 +1,34 @@
-"""Tasks of the container flows: plan the vCenter side, remove recorded objects, verify.
+"""Tasks of the container flows: plan the vCenter side, record objects, verify the container.
 
 Device pushes and vCenter creates are the adapters' tasks (tasks/network.py, tasks/vcenter.py);
-what lives here is what ties them to the state store: every object is recorded *before* it is
-created, so a failure or a crash leaves a record to remove, never an unknown object.
+what lives here is what ties them to the ledger: every object is recorded *before* it is
+created, so a failure or a crash leaves a record to remove, never an unknown object. Removal
+goes through the ledger's handlers (tasks/ledger.py), like every other removal.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from draas import ledger
 from draas.container import DeviceConfig
 from draas.errors import PermanentError
 from draas.models.results import StepResult
 from draas.models.tenant import TenantConfig
 from draas.models.tiers import TierCatalog
 from draas.models.vcenter import ResourceAllocation
+from draas.sessions import session
 from draas.site import Site
 from draas.state.store import StateStore
 from tasks.common import RETRY_POLICY
-from tasks.common import task_logger as _log
 
-#: How the state store names the systems objects live in.
-CISCO = "cisco"
-VCENTER = "vcenter-recovery"
+#: The ledger's names of the systems container objects live in.
+CISCO = ledger.CISCO
+VCENTER = ledger.VCENTER_RECOVERY
 
 
 class ContainerIncomplete(PermanentError):
@@ -78,7 +80,8 @@ def plan_vcenter_objects(tenant: TenantConfig, catalog: TierCatalog) -> list[VCe
 def record_device_config(store: StateStore, tenant_id: str, run_id: str, cfg: DeviceConfig) -> int:
     """Record a device config block before it is pushed (secrets masked); returns the record id."""
     row = store.record_object(
-        tenant_id=tenant_id, run_id=run_id, system=CISCO, kind=f"config:{cfg.template}", name=cfg.label,
+        tenant_id=tenant_id, run_id=run_id, system=CISCO, site="recovery", kind=f"config:{cfg.template}",
+        name=cfg.label,
         device=cfg.device, context=cfg.context, lines=cfg.masked_lines,
         identity={"owned_context": cfg.owned_context, "role": cfg.role, "platform": cfg.platform})
     assert row.id is not None
@@ -96,49 +99,9 @@ def record_vcenter_object(store: StateStore, tenant_id: str, run_id: str, obj: V
     if dry_run:
         row = store.find_object(tenant_id=tenant_id, system=VCENTER, kind=obj.kind, name=obj.name)
     else:
-        row = store.record_object(tenant_id=tenant_id, run_id=run_id, system=VCENTER, kind=obj.kind,
+        row = store.record_object(tenant_id=tenant_id, run_id=run_id, system=VCENTER, site="recovery", kind=obj.kind,
                                   name=obj.name, object_type=obj.kind, identity={"purpose": obj.purpose})
     return (row.run_id if row is not None else None) or run_id
-
-
-@task(**RETRY_POLICY, cache_policy=NO_CACHE)
-def remove_provisioned_object(record_id: int, site: Site | None = None,
-                              database_url: str | None = None) -> StepResult:
-    """Remove one recorded object from its system, then mark the record removed.
-
-    Removing something already gone is no error (``changed=False``): the record may have been
-    written just before a create that never happened.
-    """
-    store = StateStore(database_url)
-    rec = store.get_object(record_id)
-    if rec is None:
-        raise PermanentError(f"no provisioned object {record_id}")
-    result = StepResult(step="remove_provisioned_object", target=f"{rec.system}:{rec.name}")
-    site = site or Site.load()
-    detail: dict[str, Any] = {"kind": rec.kind, "record": record_id}
-    changed = False
-    diff: list[str] = []
-    if rec.removed_at is None:
-        if rec.system == CISCO:
-            if rec.identity.get("owned_context"):
-                detail["note"] = "removed with its context in the system context"
-            else:
-                assert rec.device is not None
-                with site.device_block(rec.device).get_client() as client:
-                    change = client.remove(rec.lines or [], context=rec.context)
-                changed, diff = change.changed, change.diff
-        elif rec.system == VCENTER:
-            with site.vcenter_block("recovery").get_client() as vc:
-                if rec.kind == "vm":
-                    vchange = vc.destroy_vm(rec.name)
-                else:
-                    vchange = vc.destroy(rec.kind, rec.name)  # type: ignore[arg-type]
-            changed, diff = vchange.changed, vchange.diff()
-        else:
-            raise PermanentError(f"record {record_id}: cannot remove objects of system {rec.system!r}")
-        store.mark_removed(record_id)
-    _log().info("removed %s %s: %s", rec.system, rec.name, "changed" if changed else "already absent")
-    return result.done(changed=changed, diff=diff, detail=detail)
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
@@ -150,44 +113,16 @@ def verify_container(configs: list[DeviceConfig], vcenter_objects: list[VCenterO
         ContainerIncomplete: listing every device line or vCenter object that is missing.
     """
     result = StepResult(step="verify_container", target=f"{len(configs)} configs, {len(vcenter_objects)} objects")
-    site = site or Site.load()
+    site = site or Site.for_config_dir(None)
     missing: list[str] = []
     for cfg in configs:
-        with site.device_block(cfg.device).get_client() as client:
+        with session(site.device_block(cfg.device)) as client:
             check = client.apply(cfg.text, context=cfg.context, dry_run=True)
         missing += [f"{cfg.label}: {line}" for line in check.diff if line.startswith("+")]
-    with site.vcenter_block("recovery").get_client() as vc:
+    with session(site.vcenter_block("recovery")) as vc:
         for obj in vcenter_objects:
             if vc.find(obj.kind, obj.name) is None:
                 missing.append(f"vCenter {obj.kind} {obj.name}")
     if missing:
         raise ContainerIncomplete(f"{len(missing)} container object(s) missing:\n" + "\n".join(missing[:50]))
     return result.done(changed=False, detail={"device_configs": len(configs), "vcenter_objects": len(vcenter_objects)})
-
-
-@task(**RETRY_POLICY, cache_policy=NO_CACHE)
-def verify_objects_removed(record_ids: list[int], site: Site | None = None,
-                           database_url: str | None = None) -> StepResult:
-    """Prove that none of the recorded objects is left on any device or in vCenter.
-
-    Raises:
-        ContainerIncomplete: naming every object (or device line) that is still there.
-    """
-    store = StateStore(database_url)
-    site = site or Site.load()
-    records = [r for r in (store.get_object(i) for i in record_ids) if r is not None]
-    result = StepResult(step="verify_objects_removed", target=f"{len(records)} objects")
-    left: list[str] = []
-    for rec in records:
-        if rec.system == CISCO and not rec.identity.get("owned_context"):
-            assert rec.device is not None
-            with site.device_block(rec.device).get_client() as client:
-                check = client.remove(rec.lines or [], context=rec.context, dry_run=True)
-            left += [f"{rec.name}: {line}" for line in check.commands]
-        elif rec.system == VCENTER:
-            with site.vcenter_block("recovery").get_client() as vc:
-                if vc.find(rec.kind, rec.name) is not None:  # type: ignore[arg-type]
-                    left.append(f"vCenter {rec.kind} {rec.name}")
-    if left:
-        raise ContainerIncomplete(f"{len(left)} object(s) still present after removal:\n" + "\n".join(left[:50]))
-    return result.done(changed=False, detail={"verified": len(records)})

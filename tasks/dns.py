@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.dns import DnsServerCredentials
 from draas.clients.dns import DnsRecord, DnsVerifyFailed, RecordType
 from draas.models.results import StepResult
+from draas.sessions import session
 from tasks.common import RETRY_POLICY
 from tasks.common import task_logger as _log
 
@@ -24,8 +25,8 @@ def upsert_dns_record(credentials: DnsServerCredentials, record: DnsRecord, dry_
 
     With ``dry_run`` the diff is returned and nothing is sent.
     """
-    result = StepResult(step="upsert_dns_record", target=f"{record.fqdn} {record.rtype}", dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="upsert_dns_record", target=f"{record.fqdn} {record.rtype}", dry_run=dry_run)
+    with session(credentials) as client:
         change = client.upsert(record, dry_run=dry_run)
     _log().info("%s %s %s: %s", "would set" if dry_run else "set", record.fqdn, record.rtype,
                           "changed" if change.changed else "already up to date")
@@ -36,9 +37,9 @@ def upsert_dns_record(credentials: DnsServerCredentials, record: DnsRecord, dry_
 def delete_dns_record(credentials: DnsServerCredentials, zone: str, name: str, rtype: RecordType,
                       dry_run: bool = False) -> StepResult:
     """Remove the ``rtype`` RRset at ``name``; ``changed=False`` when there was none."""
-    with credentials.get_client() as client:
+    with session(credentials) as client:
         change = client.delete(zone, name, rtype, dry_run=dry_run)
-    result = StepResult(step="delete_dns_record", target=f"{change.fqdn} {rtype}", dry_run=dry_run)
+    result: StepResult[None] = StepResult(step="delete_dns_record", target=f"{change.fqdn} {rtype}", dry_run=dry_run)
     _log().info("%s %s %s: %s", "would delete" if dry_run else "delete", change.fqdn, rtype,
                           "removed" if change.changed else "absent already")
     return result.done(changed=change.changed, diff=change.diff(), detail=change.model_dump(mode="json"))
@@ -52,9 +53,9 @@ def verify_dns_record(credentials: DnsServerCredentials, record: DnsRecord, dead
     Raises:
         DnsVerifyFailed: the server still serves something else at the deadline.
     """
-    result = StepResult(step="verify_dns_record", target=f"{record.fqdn} {record.rtype}")
+    result: StepResult[None] = StepResult(step="verify_dns_record", target=f"{record.fqdn} {record.rtype}")
     deadline = time.monotonic() + deadline_s
-    with credentials.get_client() as client:
+    with session(credentials) as client:
         while True:
             check = client.verify(record)
             if check.matches or time.monotonic() >= deadline:

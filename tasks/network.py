@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.cisco import CiscoDeviceCredentials
 from draas.clients.cisco_config import mask_secrets, render_template
 from draas.models.results import StepResult
+from draas.sessions import session
 from tasks.common import RETRY_POLICY
 from tasks.common import task_logger as _log
 
@@ -58,8 +59,8 @@ def push_device_config(credentials: CiscoDeviceCredentials, config: str | Sequen
         CiscoTemplateError: the template does not render with ``variables``.
     """
     text = _config_text(config, template, variables, templates_dir)
-    result = StepResult(step="push_device_config", target=_target(credentials, context), dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="push_device_config", target=_target(credentials, context), dry_run=dry_run)
+    with session(credentials) as client:
         change = client.apply(text, context=context, dry_run=dry_run, save=save)
     _log().info("%s %s: %s", "would push to" if dry_run else "pushed to", result.target,
                 f"{len(change.commands)} line(s)" if change.changed else "already up to date")
@@ -78,8 +79,8 @@ def remove_device_config(credentials: CiscoDeviceCredentials, config: str | Sequ
         CiscoConfigPushFailed: a ``no`` line was rejected; removed lines have been restored.
     """
     text = _config_text(config, template, variables, templates_dir)
-    result = StepResult(step="remove_device_config", target=_target(credentials, context), dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="remove_device_config", target=_target(credentials, context), dry_run=dry_run)
+    with session(credentials) as client:
         change = client.remove(text, context=context, dry_run=dry_run, save=save)
     _log().info("%s %s: %s", "would remove from" if dry_run else "removed from", result.target,
                 f"{len(change.commands)} line(s)" if change.changed else "nothing to remove")
@@ -94,8 +95,8 @@ def read_device_config(credentials: CiscoDeviceCredentials, context: str | None 
 
     The config lines are in ``detail["lines"]`` with secret values masked.
     """
-    result = StepResult(step="read_device_config", target=_target(credentials, context))
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="read_device_config", target=_target(credentials, context))
+    with session(credentials) as client:
         tree = client.running_tree(context)
     if section:
         tree.children = [top for top in tree.children if section in top.text]

@@ -23,6 +23,7 @@ from draas.clients.servicedesk import (
     Table,
 )
 from draas.models.results import StepResult
+from draas.sessions import session
 from tasks.common import RETRY_POLICY
 from tasks.common import task_logger as _log
 
@@ -42,25 +43,25 @@ def _find(client: ServiceDeskClient, table: Table, correlation_id: str) -> Servi
 
 
 def _open_record(credentials: ServiceDeskCredentials, table: Table, record: ChangeRequestCreate | IncidentCreate,
-                 step: str, dry_run: bool) -> StepResult:
-    """Open a ``table`` record for ``record.correlation_id`` unless one exists already."""
+                 step: str, dry_run: bool) -> StepResult[ServiceDeskRecord]:
+    """Open a ``table`` record for ``record.correlation_id`` unless one exists already (payload: the record)."""
     if not record.correlation_id:
         raise ValueError(f"{step} needs a correlation_id (it makes the step idempotent)")
-    result = StepResult(step=step, target=record.correlation_id, dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[ServiceDeskRecord] = StepResult(step=step, target=record.correlation_id, dry_run=dry_run)
+    with session(credentials) as client:
         found = client.find_by_correlation_id(table, record.correlation_id)
         if found is not None:
-            return result.done(changed=False, detail=_detail(found))
+            return result.done(changed=False, detail=_detail(found), payload=found)
         if dry_run:
             return result.done(changed=True, diff=[f"+ {table} {record.short_description!r}"])
         created = client.create(table, record.payload())
     _log().info("opened %s %s for %s", table, created.number, record.correlation_id)
-    return result.done(changed=True, diff=[f"+ {table} {created.number}"], detail=_detail(created))
+    return result.done(changed=True, diff=[f"+ {table} {created.number}"], detail=_detail(created), payload=created)
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def open_change_record(credentials: ServiceDeskCredentials, change: ChangeRequestCreate,
-                       dry_run: bool = False) -> StepResult:
+                       dry_run: bool = False) -> StepResult[ServiceDeskRecord]:
     """Open a change record for ``change.correlation_id`` unless one exists already."""
     return _open_record(credentials, CHANGE_REQUEST, change, "open_change_record", dry_run)
 
@@ -80,8 +81,8 @@ def add_work_note(credentials: ServiceDeskCredentials, correlation_id: str, note
     Put something unique in the note (a run id, a step name) when the same text may
     legitimately be written twice.
     """
-    result = StepResult(step="add_work_note", target=f"{table}:{correlation_id}", dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="add_work_note", target=f"{table}:{correlation_id}", dry_run=dry_run)
+    with session(credentials) as client:
         record = _find(client, table, correlation_id)
         if any(n.value.strip() == note.strip() for n in client.work_notes(table, record.sys_id)):
             return result.done(changed=False, detail=_detail(record))
@@ -94,8 +95,8 @@ def add_work_note(credentials: ServiceDeskCredentials, correlation_id: str, note
 def resolve_incident(credentials: ServiceDeskCredentials, correlation_id: str, close_notes: str,
                      close_code: str = "Solved (Permanently)", dry_run: bool = False) -> StepResult:
     """Resolve the incident opened for ``correlation_id``; no-op when it is resolved or closed."""
-    result = StepResult(step="resolve_incident", target=f"{INCIDENT}:{correlation_id}", dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="resolve_incident", target=f"{INCIDENT}:{correlation_id}", dry_run=dry_run)
+    with session(credentials) as client:
         record = _find(client, INCIDENT, correlation_id)
         incident = client.get_incident(record.sys_id)
         if incident.is_resolved:
@@ -110,8 +111,8 @@ def resolve_incident(credentials: ServiceDeskCredentials, correlation_id: str, c
 def close_change_record(credentials: ServiceDeskCredentials, correlation_id: str, close_notes: str,
                         close_code: str = "successful", dry_run: bool = False) -> StepResult:
     """Close the change record opened for ``correlation_id``; no-op when it is closed already."""
-    result = StepResult(step="close_change_record", target=f"{CHANGE_REQUEST}:{correlation_id}", dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="close_change_record", target=f"{CHANGE_REQUEST}:{correlation_id}", dry_run=dry_run)
+    with session(credentials) as client:
         record = _find(client, CHANGE_REQUEST, correlation_id)
         change = client.get_change_request(record.sys_id)
         if change.is_closed:
@@ -126,7 +127,7 @@ def close_change_record(credentials: ServiceDeskCredentials, correlation_id: str
 def send_notification(credentials: ServiceDeskCredentials, notification: Notification,
                       dry_run: bool = False) -> StepResult:
     """Send a plain notification on the configured channels (at least once: a retry may repeat it)."""
-    result = StepResult(step="send_notification", target=notification.event, dry_run=dry_run)
+    result: StepResult[None] = StepResult(step="send_notification", target=notification.event, dry_run=dry_run)
     if dry_run:
         return result.done(changed=True, diff=[f"+ notification {notification.subject!r}"])
     with credentials.get_notifier() as notifier:

@@ -353,9 +353,18 @@ def _read(path: Path) -> str | None:
         return None
 
 
+class DrPlanFiles(BaseModel):
+    """Where a DR plan was written, and from which config."""
+
+    markdown: str
+    html: str
+    config_digest: str
+    generated_at: datetime
+
+
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def write_dr_plan(tenant: TenantConfig, catalog: TierCatalog, output_dir: str = "out",
-                  run_id: str | None = None, database_url: str | None = None) -> StepResult:
+                  run_id: str | None = None, database_url: str | None = None) -> StepResult[DrPlanFiles]:
     """Render the tenant's DR plan and write ``<output_dir>/<tenant>/dr-plan.md`` and ``.html``.
 
     ``dr-plan.json`` next to them records when the plan was generated and from which config. A
@@ -364,7 +373,7 @@ def write_dr_plan(tenant: TenantConfig, catalog: TierCatalog, output_dir: str = 
     plan is generated now. Every generated plan is saved in the state store (Markdown and HTML)
     and the Markdown is published as the Prefect artifact ``dr-plan-<tenant>`` on every run.
     """
-    result = StepResult(step="write_dr_plan", target=tenant.id)
+    result: StepResult[DrPlanFiles] = StepResult(step="write_dr_plan", target=tenant.id)
     folder = Path(output_dir) / tenant.id
     md_path, html_path, meta_path = (folder / f"dr-plan.{ext}" for ext in ("md", "html", "json"))
     secret_block = webhook_secret_name(tenant.id)
@@ -405,4 +414,6 @@ def write_dr_plan(tenant: TenantConfig, catalog: TierCatalog, output_dir: str = 
     _log().info("DR plan for %s %s", tenant.id, "written" if diff else "already up to date")
     return result.done(changed=bool(diff), diff=diff, detail={
         "markdown": str(md_path), "html": str(html_path), "config_digest": doc.config_digest,
-        "generated_at": doc.generated_at.isoformat(), "sections": doc.sections})
+        "generated_at": doc.generated_at.isoformat(), "sections": doc.sections},
+        payload=DrPlanFiles(markdown=str(md_path), html=str(html_path), config_digest=doc.config_digest,
+                            generated_at=doc.generated_at))

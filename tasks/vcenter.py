@@ -1,9 +1,12 @@
 """vCenter tasks: one side effect each, check-then-act, returning a StepResult.
 
-Every task opens its own session from the credentials block, so it can be retried (only
-transient errors are) or run in another worker. Caching is off: a cached "changed" result
-must never stand in for a fresh look at vCenter, and the same call may legitimately be made
-twice in one flow run (power off, ..., power off again).
+Every task opens its client with ``draas.sessions.session(credentials)``: inside a flow run
+that opened a session pool, all tasks and threads of the run share one logged-in client per
+vCenter (renewed by the client if vCenter expires it); elsewhere the task logs in for itself.
+Either way a task can be retried (only transient errors are) or run in another worker.
+Caching is off: a cached "changed" result must never stand in for a fresh look at vCenter,
+and the same call may legitimately be made twice in one flow run (power off, ..., power
+off again).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.vcenter import VCenterCredentials
 from draas.clients.vcenter import VCenterClient
+from draas.deadline import Deadline
 from draas.models.results import StepResult
 from draas.models.vcenter import (
     GuestCustomization,
@@ -25,14 +29,15 @@ from draas.models.vcenter import (
     ResourceAllocation,
     VCenterChange,
 )
+from draas.sessions import session
 from tasks.common import RETRY_POLICY
 from tasks.common import task_logger as _logger
 
 
 def _run(step: str, target: str, credentials: VCenterCredentials, dry_run: bool,
          call: Callable[[VCenterClient], VCenterChange]) -> StepResult:
-    result = StepResult(step=step, target=target, dry_run=dry_run)
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step=step, target=target, dry_run=dry_run)
+    with session(credentials) as client:
         change = call(client)
     _logger().info("%s %s: %s%s", step, target,
                    "would change" if dry_run and change.changed else "changed" if change.changed else "no change",
@@ -162,11 +167,15 @@ def customize_vm_ip(credentials: VCenterCredentials, vm: str, customization: Gue
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)
 def wait_for_vm_heartbeat(credentials: VCenterCredentials, vm: str, ip: bool | str = False,
-                          timeout_s: float = 300.0) -> StepResult:
-    """Poll until the VM runs Tools with a green heartbeat (and the IP, if given); changes nothing."""
-    result = StepResult(step="wait_for_vm_heartbeat", target=vm)
-    with credentials.get_client() as client:
-        info = client.wait_for_vm_ready(vm, ip=ip, timeout=timeout_s)
+                          timeout_s: float | None = None, deadline: Deadline | None = None) -> StepResult:
+    """Poll until the VM runs Tools with a green heartbeat (and the IP, if given); changes nothing.
+
+    The wait ends at ``deadline`` or after ``timeout_s`` (300 s when neither is given); missing it
+    raises VCenterDeadlineExceeded, which is never retried.
+    """
+    result: StepResult[None] = StepResult(step="wait_for_vm_heartbeat", target=vm)
+    with session(credentials) as client:
+        info = client.wait_for_vm_ready(vm, ip=ip, timeout=timeout_s, deadline=deadline)
     _logger().info("%s ready: tools %s, heartbeat %s, IP %s", vm, info.tools_running_status, info.heartbeat,
                    info.ip_address)
     return result.done(changed=False, detail=info.model_dump(mode="json"))
@@ -213,8 +222,8 @@ def destroy_vcenter_object(credentials: VCenterCredentials,
 def collect_vm_events(credentials: VCenterCredentials, vm: str | None = None,
                       event_types: list[str] | None = None, since: datetime | None = None) -> StepResult:
     """Read vCenter events (for reports and audits); changes nothing."""
-    result = StepResult(step="collect_vm_events", target=vm or "datacenter")
-    with credentials.get_client() as client:
+    result: StepResult[None] = StepResult(step="collect_vm_events", target=vm or "datacenter")
+    with session(credentials) as client:
         events = client.query_events(vm=vm, event_types=event_types, since=since)
     detail: dict[str, Any] = {"events": [e.model_dump(mode="json") for e in events]}
     return result.done(changed=False, detail=detail)

@@ -30,11 +30,20 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lab(lab_dir: Path) -> Iterator[LabState]:  # noqa: F821
-    """The whole lab, started once per session; a missing simulator is a setup error."""
+    """The whole lab, started once per session; a missing simulator is a setup error.
+
+    The product finds it as it finds any site: through the site profile the lab wrote,
+    named by ``$DRAAS_SITE_PROFILE`` (configs/site.yaml says ``connections: profile``).
+    ``$DRAAS_LAB_DIR`` is for tests that drive the lab itself.
+    """
     from lab import launcher
+    from lab.state import SITE_PROFILE_FILE
 
     state = launcher.up(lab_dir=lab_dir)
+    profile = lab_dir / SITE_PROFILE_FILE
+    assert profile.is_file(), f"the lab wrote no site profile in {lab_dir}"
     os.environ["DRAAS_LAB_DIR"] = str(lab_dir)
+    os.environ["DRAAS_SITE_PROFILE"] = str(profile)
     try:
         yield state
     finally:

@@ -18,6 +18,16 @@ Exceptions::
     │   └── CiscoPushInterrupted (also CiscoTransientError): the session dropped; safe to retry
     └── CiscoTemplateError (PermanentError)     a device template does not render
 
+Multi-context ASA: an SSH session reaches the admin context's management address and lands
+in ``host/admin>``. The client knows where it landed (from the prompt) and where it is: it
+says ``changeto system`` before touching the system execution space (creating or removing
+contexts) and ``changeto context X`` before a tenant context's config; ``context=None``
+means the context the session landed in.
+
+One client keeps one SSH session for as many operations as its owner likes (a whole flow
+run, see ``draas/sessions.py``); it runs one command at a time, so it is not thread-safe. A
+session that died (device timeout, transient error) is opened again on the next call.
+
 No message, repr or diff contains the login password, the enable secret or a secret
 value of the config (pre-shared keys, passwords): those are replaced by ``*****``.
 """
@@ -29,7 +39,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, cast
+from typing import Any, ClassVar, Literal, Protocol, Self, cast
 
 import paramiko
 from netmiko.exceptions import (
@@ -203,6 +213,7 @@ class _MaskConfigSecrets(logging.Filter):
         return True
 
 
+log = logging.getLogger(__name__)
 _netmiko_log = logging.getLogger("netmiko")
 if not any(type(f).__name__ == _MaskConfigSecrets.__name__ for f in _netmiko_log.filters):
     _netmiko_log.addFilter(_MaskConfigSecrets())
@@ -235,11 +246,16 @@ class CiscoClient:
     ``ConnectHandler`` (it receives ConnectHandler's keyword arguments).
     """
 
+    #: One SSH session runs one command at a time: a shared client must be used by one thread at once.
+    thread_safe: ClassVar[bool] = False
+
     def __init__(self, params: CiscoDeviceParams, connection_factory: ConnectionFactory | None = None) -> None:
         self.params = params
         self._factory = connection_factory or _netmiko_connect
         self._conn: CiscoConnection | None = None
-        self._context: str | None = None  # ASA context the session is in (None: where it landed)
+        self._multi_context = False  # an ASA in multiple-context mode (the prompt shows host/context)
+        self._landed: str | None = None  # ASA context the session landed in (None: no contexts)
+        self._context: str | None = None  # ASA context the session is in now
 
     def __repr__(self) -> str:
         return f"CiscoClient({self.params.label}, {self.params.platform})"
@@ -276,13 +292,42 @@ class CiscoClient:
             self._quiet_disconnect(conn)
             raise
         self._conn = conn
-        self._context = None
+        if self.params.platform == "cisco_asa":
+            self._multi_context = self._multi_context or "/" in self._base_prompt()
+            self._landed = self._prompt_context()
+        self._context = self._landed
 
     def close(self) -> None:
         """Close the SSH session (idempotent)."""
         conn, self._conn = self._conn, None
+        self._context = self._landed
         if conn is not None:
             self._quiet_disconnect(conn)
+
+    def _revive(self) -> None:
+        """Open the session again when the device closed it (idle timeout) since the last call."""
+        conn = self._conn
+        is_alive = getattr(conn, "is_alive", None)
+        if conn is None or is_alive is None:
+            return
+        try:
+            alive = bool(is_alive())
+        except Exception:  # noqa: BLE001 - a broken session is a dead one
+            alive = False
+        if not alive:
+            log.info("%s: SSH session closed by the device; opening a new one", self.params.label)
+            self.close()
+            self.connect()
+
+    def _base_prompt(self) -> str:
+        return str(getattr(self._conn, "base_prompt", "") or "")
+
+    def _prompt_context(self) -> str | None:
+        """The ASA context the prompt shows (``host/X``); ``system`` without one on a multi-context ASA."""
+        prompt = re.split(r"\(conf", self._base_prompt(), maxsplit=1)[0]
+        if "/" in prompt:
+            return prompt.split("/", 1)[1]
+        return "system" if self._multi_context else None
 
     @staticmethod
     def _quiet_disconnect(conn: CiscoConnection) -> None:
@@ -322,8 +367,10 @@ class CiscoClient:
             # netmiko reports every SSH setup error as a timeout, an unknown host key included
             if "known_hosts" in str(exc) or "host key" in str(exc).lower():
                 raise CiscoAuthFailed(f"{label}: {what}: SSH host key not trusted") from exc
+            self.close()  # the session is in an unknown state: the next call opens a new one
             raise CiscoTransientError(f"{label}: {what}: {self._first_line(exc) or 'timed out'}") from exc
         except (TimeoutError, NetmikoBaseException, paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
             raise CiscoTransientError(f"{label}: {what}: {type(exc).__name__}: {self._first_line(exc)}") from exc
         except ValueError as exc:  # netmiko's "Failed to enter enable/configuration mode"
             message = self._first_line(exc)
@@ -345,24 +392,43 @@ class CiscoClient:
         Raises:
             CiscoCommandRejected: the device answered with an error.
         """
+        self._revive()
         self._enter_context(context)
         with self._translate(command.split()[0] if command.split() else "command"):
             out = self._session.send_command(command, read_timeout=self.params.read_timeout)
         return self._check(command, out)
 
+    @property
+    def current_context(self) -> str | None:
+        """The ASA context the session is in (``system``, ``admin``, a tenant's); None without contexts."""
+        return self._context
+
     def _enter_context(self, context: str | None) -> None:
-        """``changeto`` the ASA context (``None``: stay in the context the session landed in)."""
+        """``changeto`` the ASA context; ``None`` is the context the session landed in (admin).
+
+        The client follows the prompt (``host/X#``, ``host#`` in the system execution space),
+        so it knows where the session is between calls and after a new login.
+        """
         if self.params.platform != "cisco_asa":
             if context:
                 raise ValueError(f"{self.params.label}: contexts exist only on the ASA, not on {self.params.platform}")
             return
-        if context == self._context or (context is None and self._context is None):
+        _ = self._session  # log in first: the login tells where the session lands
+        target = context or self._landed
+        if target == self._context:
             return
-        command = "changeto system" if context in (None, "system") else f"changeto context {context}"
+        command = "changeto system" if target in (None, "system") else f"changeto context {target}"
         with self._translate("changeto"):
             out = self._session.send_command(command, read_timeout=self.params.read_timeout)
         self._check(command, out)
-        self._context = context
+        if not self._multi_context:  # landed in the system space: the device just proved it has contexts
+            self._multi_context = True
+            self._landed = self._landed or "system"
+        shown = self._prompt_context()
+        self._context = shown
+        if shown != (target or "system"):
+            raise CiscoCommandRejected(f"{self.params.label}: {command!r}: the prompt shows context {shown!r}",
+                                       command=command, output=self._redact(out))
 
     # -- reads -----------------------------------------------------------------------------------
     def running_config(self, context: str | None = None) -> str:
@@ -392,9 +458,14 @@ class CiscoClient:
         tree = self.running_tree(context)
         named = next((top.text.split(None, 1)[1] for top in tree.children
                       if top.text.startswith(("hostname ", "switchname "))), None)
-        hostname = named or re.split(r"[/(]", self._session.base_prompt, maxsplit=1)[0]
+        prompt = self._base_prompt()
+        in_context = "/" in re.split(r"\(conf", prompt, maxsplit=1)[0]
+        # In an ASA context the prompt shows the device's (system) hostname; the context's own
+        # ``hostname`` line is not the device's name.
+        hostname = (None if in_context else named) or re.split(r"[/(]", prompt, maxsplit=1)[0]
         return DeviceFacts(device=self.params.label, platform=self.params.platform, hostname=hostname,
-                           context=context, config_lines=len(tree))
+                           context=self._context if self.params.platform == "cisco_asa" else context,
+                           config_lines=len(tree))
 
     # -- changes ---------------------------------------------------------------------------------
     def apply(self, config: str | Sequence[str], context: str | None = None, dry_run: bool = False,
@@ -464,6 +535,7 @@ class CiscoClient:
 
     def save(self, context: str | None = None) -> str:
         """Save the running config (``copy running-config startup-config`` / ``write memory``)."""
+        self._revive()
         self._enter_context(context)
         with self._translate("save"):
             out = self._session.save_config()
@@ -491,6 +563,14 @@ class CiscoClient:
             failed = cmds[len(accepted)] if len(accepted) < len(cmds) else "end"
             self._revert_and_raise(exc, before, scope, context, accepted, failed)
 
+    def _leave_config_mode(self) -> None:
+        """Back to exec mode after a failure, so the next call of a kept session starts clean."""
+        if self._conn is None:
+            return
+        with contextlib.suppress(CiscoError):
+            with self._translate("configure"):
+                self._conn.exit_config_mode()
+
     def _revert_and_raise(self, cause: CiscoError, before: ConfigNode, scope: ConfigNode,
                           context: str | None, accepted: list[str], failed: str) -> None:
         transient = isinstance(cause, CiscoTransientError)
@@ -510,6 +590,7 @@ class CiscoClient:
         except CiscoError as exc:
             revert_error = f"; revert failed: {exc}"
             remaining = remaining or ["<unknown: the device could not be read back>"]
+            self._leave_config_mode()
         reverted = not remaining
         label = self.params.label + (f"/{context}" if context else "")
         state = "pushed lines reverted" if reverted else f"NOT reverted, {len(remaining)} line(s) left"

@@ -23,7 +23,7 @@ import base64
 import binascii
 import ipaddress
 from types import TracebackType
-from typing import Literal, Protocol, Self, get_args
+from typing import ClassVar, Literal, Protocol, Self, get_args
 
 import dns.exception
 import dns.flags
@@ -257,6 +257,10 @@ class DnsClient:
         timeout: Seconds to wait for each answer.
         transport: Seam for tests; defaults to the network.
     """
+
+    #: Stateless (TSIG signs each message; every exchange uses its own socket): one client
+    #: may serve many threads at once (draas.sessions shares it within a flow run).
+    thread_safe: ClassVar[bool] = True
 
     def __init__(self, server: str, port: int = 53, *, tsig_key_name: str, tsig_secret: str | SecretStr,
                  tsig_algorithm: str = "hmac-sha256", timeout: float = 5.0,

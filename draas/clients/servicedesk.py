@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from enum import Enum
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, ClassVar, Literal, Self, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -303,6 +303,10 @@ class ServiceDeskClient:
         timeout: Seconds per request.
         transport: httpx transport seam for tests.
     """
+
+    #: Basic auth on every request over one httpx.Client (thread-safe connection pool): one
+    #: client may serve many threads at once (draas.sessions shares it within a flow run).
+    thread_safe: ClassVar[bool] = True
 
     def __init__(self, url: str, username: str, password: str | SecretStr, *, verify_tls: bool = True,
                  timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:

@@ -16,7 +16,9 @@ Exceptions::
     VCenterError (DraasError)
     ├── VCenterTransientError (TransientError)   worth a retry
     │   ├── VCenterConnectionFailed              unreachable, connection dropped, socket timeout
-    │   └── VCenterTimeout                       a task or a wait did not finish by its deadline
+    │   └── VCenterSessionExpired                the session is gone (renewed by the client itself)
+    ├── VCenterDeadlineExceeded (DeadlineExceeded, permanent)
+    │                                            a task or a wait did not finish by its deadline (never retried)
     └── VCenterPermanentError (PermanentError)   retrying will not help
         ├── VCenterAuthFailed                    login refused, or no permission
         ├── VCenterTLSError                      certificate verification failed
@@ -28,6 +30,14 @@ Exceptions::
 Faults vCenter itself reports as transient (HostCommunication, TaskInProgress, Timedout,
 ...) become VCenterTransientError whether raised by a call or by a task. No message,
 repr or exception text contains the password.
+
+Sessions: one client may be shared by many threads (``thread_safe = True``; pyVmomi's SOAP
+stub pools its HTTP connections). When a call fails because vCenter no longer knows the
+session (``NotAuthenticated``: idle timeout, ``SessionManager.Logout``, an administrator
+terminated it), every public method logs in again once and repeats itself from the start
+(all of them are check-then-act, so a repeat is safe); threads that hit the same dead
+session wait for that one login. ``NotAuthenticated`` again right after a fresh login is
+VCenterAuthFailed. :meth:`VCenterClient.login_count` counts successful logins of the process.
 """
 
 from __future__ import annotations
@@ -38,16 +48,18 @@ import inspect
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Self
+from typing import Any, ClassVar, Literal, ParamSpec, Self, TypeVar
 
 from pydantic import BaseModel, SecretStr
 from pyVmomi import vim, vmodl
 
+from draas.deadline import Deadline, DeadlineExceeded
 from draas.errors import DraasError, PermanentError, TransientError
 from draas.models.vcenter import (
     GuestCustomization,
@@ -80,8 +92,23 @@ class VCenterConnectionFailed(VCenterTransientError):
     """vCenter could not be reached, or the connection dropped."""
 
 
-class VCenterTimeout(VCenterTransientError):
-    """A task or a wait did not finish before its deadline (the task may still be running)."""
+class VCenterDeadlineExceeded(VCenterError, DeadlineExceeded):
+    """A task or a wait did not finish before its deadline (the task may still be running).
+
+    Permanent: retrying a wait that ran out of time would only multiply it.
+    """
+
+
+#: The earlier name of :class:`VCenterDeadlineExceeded` (it was transient then; it is not any more).
+VCenterTimeout = VCenterDeadlineExceeded
+
+
+class VCenterSessionExpired(VCenterTransientError):
+    """vCenter no longer knows the session (idle timeout, logged out, terminated by an admin).
+
+    The client logs in again and repeats the call once by itself; callers only see this
+    error when they drive ``_calling`` directly.
+    """
 
 
 class VCenterPermanentError(VCenterError, PermanentError):
@@ -329,6 +356,72 @@ def _dry_run_tolerant(method: Callable[_P, VCenterChange]) -> Callable[_P, VCent
     return wrapper
 
 
+def _raise_if_not_authenticated(content: Any) -> None:
+    """Raise the NotAuthenticated fault a property read carries instead of the values.
+
+    Without a valid session, RetrieveProperties(Ex) answers (vcsim does; so may vCenter) with
+    every asked property in ``missingSet``, each with a NotAuthenticated fault, rather than
+    failing the call: read as "unset", that would make an object look absent.
+    """
+    for missing in getattr(content, "missingSet", None) or []:
+        fault = getattr(missing, "fault", None)  # pyVmomi gives the fault itself ...
+        fault = getattr(fault, "fault", fault)  # ... or a LocalizedMethodFault around it
+        if isinstance(fault, vim.fault.NotAuthenticated):
+            raise fault
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Public methods that manage the session themselves and are not repeated after a renewal.
+_NOT_RENEWED = frozenset({"open", "close", "login_count"})
+
+
+def _renewing(method: _F) -> _F:
+    """Run ``method``; if vCenter says the session is gone, log in again once and run it again.
+
+    Only the outermost public call of a thread renews (a public method calling another one
+    leaves it to its caller), so one expired session costs at most one repeat per call.
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self: VCenterClient, *args: Any, **kwargs: Any) -> Any:
+        local = self._local
+        if getattr(local, "active", False):
+            return method(self, *args, **kwargs)
+        local.active = True
+        try:
+            if self._si is None:
+                self.open()  # log in first, so that a failure below is about this very session
+            generation = self._generation
+            try:
+                return method(self, *args, **kwargs)
+            except (VCenterSessionExpired, vim.fault.NotAuthenticated) as exc:
+                _log.info("vCenter %s: session expired during %s (%s); logging in again",
+                          self.params.host, name, type(exc).__name__)
+            self._renew(generation)
+            try:
+                return method(self, *args, **kwargs)
+            except (VCenterSessionExpired, vim.fault.NotAuthenticated) as exc:
+                raise VCenterAuthFailed(self._scrub(
+                    f"{name}: vCenter {self.params.host} refused the session again right after a fresh "
+                    f"login as {self.params.username!r} (NotAuthenticated)")) from exc
+        finally:
+            local.active = False
+
+    wrapper.renews_session = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def _renews_sessions(cls: type[VCenterClient]) -> type[VCenterClient]:
+    """Wrap every public method of ``cls`` in :func:`_renewing` (the one place renewal lives)."""
+    for attr, value in list(vars(cls).items()):
+        if attr.startswith("_") or attr in _NOT_RENEWED or not inspect.isfunction(value):
+            continue
+        setattr(cls, attr, _renewing(value))
+    return cls
+
+
 # -- the client --------------------------------------------------------------------------------
 
 _VM_PATHS = [
@@ -339,8 +432,12 @@ _VM_PATHS = [
 ]
 
 
+@_renews_sessions
 class VCenterClient:
     """A vCenter session scoped to one datacenter; use it as a context manager.
+
+    Safe to share between threads; an expired session is renewed transparently (see the
+    module docstring).
 
     Args:
         host: vCenter address.
@@ -374,6 +471,21 @@ class VCenterClient:
         self._si: Any = None
         self._dc: Any = None
         self._field_keys: dict[tuple[str, str], int] = {}
+        self._session_lock = threading.RLock()
+        self._generation = 0  # bumped by every login: tells a renewal whether another thread did it
+        self._local = threading.local()
+
+    #: Shared by the threads of a flow run (draas.sessions): pyVmomi's stub is thread-safe.
+    thread_safe: ClassVar[bool] = True
+    #: Successful logins of every VCenterClient of this process (read by the benchmark).
+    logins: ClassVar[int] = 0
+    _logins_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def login_count(cls) -> int:
+        """Successful logins of every VCenterClient of this process so far."""
+        with VCenterClient._logins_lock:
+            return VCenterClient.logins
 
     def __repr__(self) -> str:
         p = self.params
@@ -383,23 +495,53 @@ class VCenterClient:
 
     def open(self) -> VCenterClient:
         """Log in (once) and find the datacenter."""
-        if self._si is not None:
-            return self
+        with self._session_lock:
+            if self._si is None:
+                self._login()
+        return self
+
+    def _login(self) -> None:
+        """Log in and find the datacenter (caller holds the session lock)."""
         where = f"connect to vCenter {self.params.host}:{self.params.port} as {self.params.username!r}"
         with self._calling(where):
-            self._si = self._connect(self.params)
-            self._content = self._si.RetrieveContent()
-        self._dc = self._find_datacenter()
-        return self
+            si = self._connect(self.params)
+        with VCenterClient._logins_lock:
+            VCenterClient.logins += 1
+        try:
+            with self._calling(where):
+                self._content = si.RetrieveContent()
+            self._si = si
+            self._dc = self._find_datacenter()
+        except BaseException:
+            self._si = None
+            self._quiet_logout(si)
+            raise
+        self._generation += 1
+
+    def _renew(self, generation: int) -> None:
+        """Log in again, unless another thread already did since ``generation``."""
+        with self._session_lock:
+            if self._generation != generation and self._si is not None:
+                return
+            old, self._si = self._si, None
+            if old is not None:
+                self._quiet_logout(old)  # most likely dead already; never leave a live one behind
+            self._login()
 
     def close(self) -> None:
         """Log out; errors while logging out are ignored (the session expires anyway)."""
-        si, self._si = self._si, None
-        if si is not None and self._disconnect is not None:
-            try:
-                self._disconnect(si)
-            except Exception as exc:  # noqa: BLE001 - logging out of a dead session must not mask the real error
-                _log.debug("logout from %s failed: %s", self.params.host, type(exc).__name__)
+        with self._session_lock:
+            si, self._si = self._si, None
+        if si is not None:
+            self._quiet_logout(si)
+
+    def _quiet_logout(self, si: Any) -> None:
+        if self._disconnect is None:
+            return
+        try:
+            self._disconnect(si)
+        except Exception as exc:  # noqa: BLE001 - logging out of a dead session must not mask the real error
+            _log.debug("logout from %s failed: %s", self.params.host, type(exc).__name__)
 
     def __enter__(self) -> Self:
         self.open()
@@ -426,6 +568,8 @@ class VCenterClient:
             name = fault_name(exc)
             detail = fault_message(exc)
             msg = self._scrub(f"{what}: {name}" + (f": {detail}" if detail else ""))
+            if name == "NotAuthenticated":
+                return VCenterSessionExpired(msg)
             if name in AUTH_FAULTS:
                 return VCenterAuthFailed(msg)
             if name in NOT_FOUND_FAULTS:
@@ -471,6 +615,7 @@ class VCenterClient:
         result = pc.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
         while result is not None:
             for obj in result.objects or []:
+                _raise_if_not_authenticated(obj)
                 out.append((obj.obj, {p.name: p.val for p in obj.propSet or []}))
             token = getattr(result, "token", None)
             result = pc.ContinueRetrievePropertiesEx(token) if token else None
@@ -1232,30 +1377,34 @@ class VCenterClient:
         return VCenterChange(changed=True, action="customize_vm_ip", object=ref, changes=changes)
 
     def _poll(self, vm: Any, name: str, ready: Callable[[dict[str, Any]], bool], paths: list[str],
-              timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+              timeout: float | None, what: str, deadline: Deadline | None = None) -> dict[str, Any]:
+        until = Deadline.of(deadline, timeout, f"{what} of VM {name}")
         pause = 0.05
         while True:
             state = self._props([vm], vim.VirtualMachine, paths)[0][1]
             if ready(state):
                 return state
-            remaining = deadline - time.monotonic()
+            remaining = until.remaining()
             if remaining <= 0:
                 seen = ", ".join(f"{k}={state.get(k)}" for k in paths)
-                raise VCenterTimeout(f"VM {name!r}: {what} not reached after {timeout:g} s ({seen})")
+                raise VCenterDeadlineExceeded(f"VM {name!r}: {what} not reached by {until.describe()} ({seen})")
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, self.poll_interval)
 
     def wait_for_vm_ready(self, name: str, *, tools: bool = True, heartbeat: bool = True,
-                          ip: bool | str = False, timeout: float = 300.0) -> VmInfo:
+                          ip: bool | str = False, timeout: float | None = None,
+                          deadline: Deadline | None = None) -> VmInfo:
         """Poll until the powered-on VM has Tools running, a green heartbeat and (optionally) an IP.
 
-        ``ip=True`` waits for any IP, ``ip="10.0.0.5"`` for that one.
+        ``ip=True`` waits for any IP, ``ip="10.0.0.5"`` for that one. The wait ends at ``deadline``
+        or after ``timeout`` seconds, whichever comes first (300 s when neither is given).
 
         Raises:
             VCenterOperationFailed: the VM is powered off (it would never become ready).
-            VCenterTimeout: not ready by the deadline.
+            VCenterDeadlineExceeded: not ready by the deadline (permanent: never retried).
         """
+        if timeout is None and deadline is None:
+            timeout = 300.0
         paths = ["runtime.powerState", "guest.toolsRunningStatus", "summary.quickStats.guestHeartbeatStatus",
                  "guest.ipAddress", "guest.net"]
 
@@ -1276,7 +1425,7 @@ class VCenterClient:
 
         with self._calling(f"wait for VM {name!r}"):
             vm = self._vm(name)
-            self._poll(vm, name, ready, paths, timeout, "tools/heartbeat/IP")
+            self._poll(vm, name, ready, paths, timeout, "tools/heartbeat/IP", deadline)
             return self._vm_info(vm)
 
     def destroy_vm(self, name: str, dry_run: bool = False) -> VCenterChange:
@@ -1430,6 +1579,7 @@ class VCenterClient:
 __all__ = [
     "ConnectFactory", "ConnectParams", "IpSettings", "VCenterAuthFailed", "VCenterClient", "VCenterConnectionFailed",
     "VCenterError", "VCenterObjectConflict", "VCenterObjectNotFound", "VCenterOperationFailed",
-    "VCenterPermanentError", "VCenterTLSError", "VCenterTaskFailed", "VCenterTimeout", "VCenterTransientError",
+    "VCenterPermanentError", "VCenterSessionExpired", "VCenterTLSError", "VCenterTaskFailed", "VCenterTimeout", "VCenterDeadlineExceeded",
+    "VCenterTransientError",
     "customization_spec", "flatten_snapshots", "pyvmomi_connect",
 ]

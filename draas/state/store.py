@@ -21,7 +21,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,12 +29,13 @@ from typing import Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from draas.errors import PermanentError
 from draas.models.results import StepResult
+from draas.reports.render import mask_secrets as scrub
 from draas.state.tables import (
     SCHEMA_VERSION,
     AuditEntry,
@@ -47,6 +48,7 @@ from draas.state.tables import (
     ReportRecord,
     SchemaVersion,
     StepRecord,
+    TenantLease,
     TenantRecord,
     utcnow,
 )
@@ -75,16 +77,13 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-_SECRET_KEY = re.compile(r"pass|secret|token|key|credential|authori[sz]ation", re.IGNORECASE)
+def _bind_ts(engine: Engine, value: datetime) -> Any:
+    """A timestamp as the UtcDateTime column stores it (naive UTC on SQLite), for raw SQL."""
+    return value.replace(tzinfo=None) if engine.dialect.name == "sqlite" else value
 
 
-def scrub(value: Any) -> Any:
-    """``value`` with secret-looking keys' values masked (audit details must hold no secrets)."""
-    if isinstance(value, Mapping):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) else scrub(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub(v) for v in value]
-    return value
+def _payload_json(payload: Any) -> Any:
+    return payload.model_dump(mode="json") if hasattr(payload, "model_dump") else payload
 
 
 # --- schema migration and append-only enforcement --------------------------------------------
@@ -137,6 +136,14 @@ def migrate(engine: Engine) -> list[str]:
                     text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {col_type}')
                 )
                 actions.append(f"add column {table.name}.{column.name}")
+        # Objects recorded before the active key existed get theirs, then the key becomes unique.
+        for row in conn.execute(text("SELECT id, tenant_id, system, kind, name, device, context FROM "
+                                     "provisioned_objects WHERE removed_at IS NULL AND active_key IS NULL")):
+            conn.execute(text("UPDATE provisioned_objects SET active_key = :k WHERE id = :id"),
+                         {"k": active_key(row.tenant_id, row.system, row.kind, row.name, row.device, row.context),
+                          "id": row.id})
+        conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_provisioned_objects_active_key "
+                          "ON provisioned_objects (active_key)"))
         for ddl in _SQLITE_TRIGGERS if engine.dialect.name == "sqlite" else _POSTGRES_TRIGGERS:
             conn.execute(text(ddl))
         if (
@@ -158,6 +165,12 @@ def migrate(engine: Engine) -> list[str]:
     return actions
 
 
+def active_key(tenant_id: str, system: str, kind: str, name: str, device: str | None,
+               context: str | None) -> str:
+    """The identity of an active object: unique in the store while the object is recorded active."""
+    return json.dumps([tenant_id, system, kind, name, device, context], separators=(",", ":"))
+
+
 def _our_tables() -> list[Any]:
     models = [
         SchemaVersion,
@@ -171,6 +184,7 @@ def _our_tables() -> list[Any]:
         ReportRecord,
         ChangeRecord,
         AuditEntry,
+        TenantLease,
     ]
     return [m.__table__ for m in models]  # type: ignore[attr-defined]
 
@@ -321,6 +335,7 @@ class StateStore:
         kind: str,
         name: str,
         run_id: str | None = None,
+        site: str | None = None,
         device: str | None = None,
         context: str | None = None,
         lines: list[str] | None = None,
@@ -328,28 +343,30 @@ class StateStore:
         object_type: str | None = None,
         identity: dict | None = None,
     ) -> ProvisionedObject:
-        """Record a created object; returns the existing active record if already recorded."""
-        with self.session() as s:
-            row = self._active_object(s, tenant_id, system, kind, name, device, context)
-            if row is not None:
-                if moid and not row.moid:
-                    row.moid = moid
-                return row
-            row = ProvisionedObject(
-                tenant_id=tenant_id,
-                system=system,
-                kind=kind,
-                name=name,
-                run_id=run_id,
-                device=device,
-                context=context,
-                lines=lines,
-                moid=moid,
-                object_type=object_type,
-                identity=identity or {},
-            )
-            s.add(row)
-            return row
+        """Record an object before it is created; returns the existing active record if already recorded.
+
+        The active key is unique, so when two runs record the same object at once one insert
+        fails and that caller gets the record the other one wrote: never two records.
+        """
+        for _attempt in range(3):
+            try:
+                with self.session() as s:
+                    row = self._active_object(s, tenant_id, system, kind, name, device, context)
+                    if row is not None:
+                        if moid and not row.moid:
+                            row.moid = moid
+                        return row
+                    row = ProvisionedObject(
+                        tenant_id=tenant_id, system=system, site=site, kind=kind, name=name, run_id=run_id,
+                        device=device, context=context, lines=lines, moid=moid, object_type=object_type,
+                        identity=identity or {},
+                        active_key=active_key(tenant_id, system, kind, name, device, context),
+                    )
+                    s.add(row)
+                    return row
+            except IntegrityError:
+                continue  # a concurrent run recorded it first: read its record
+        raise StateStoreError(f"cannot record {system} {kind} {name} of {tenant_id}: concurrent writers")
 
     def find_object(self, *, tenant_id: str, system: str, kind: str, name: str,
                     device: str | None = None, context: str | None = None) -> ProvisionedObject | None:
@@ -391,6 +408,7 @@ class StateStore:
                 raise StateStoreError(f"no provisioned object {object_id}")
             if row.removed_at is None:
                 row.removed_at = utcnow()
+                row.active_key = None
 
     def objects(
         self,
@@ -497,6 +515,7 @@ class StateStore:
         kind: str | None = None,
         parameters: dict | None = None,
         dry_run: bool = False,
+        crash_policy: str | None = None,
     ) -> FlowRunRecord:
         """Record a flow run as running (idempotent: a retried flow keeps its record)."""
         with self.session() as s:
@@ -509,6 +528,7 @@ class StateStore:
                     kind=kind,
                     parameters=scrub(parameters or {}),
                     dry_run=dry_run,
+                    crash_policy=crash_policy,
                 )
                 s.add(row)
             return row
@@ -531,6 +551,12 @@ class StateStore:
                 started=result.started,
                 finished=result.finished,
                 seconds=result.seconds if result.finished else None,
+                status=result.status,
+                error=result.error,
+                wave=result.wave,
+                machine=result.machine,
+                payload=(json.loads(json.dumps(scrub(_payload_json(result.payload)), default=str))
+                         if result.payload is not None else None),
             )
             s.add(row)
             return row
@@ -571,6 +597,70 @@ class StateStore:
                     .order_by(col(FlowRunRecord.started))
                 )
             )
+
+    # -- per-tenant leases (at most one state-changing run per tenant) --
+
+    def acquire_lease(self, tenant_id: str, *, run_id: str, flow: str, ttl_s: float) -> tuple[bool, TenantLease]:
+        """Take the tenant for ``run_id`` for ``ttl_s`` seconds, unless another live run holds it.
+
+        A lease whose holder stopped renewing it (its process died) expires and is taken over.
+
+        Returns:
+            (True, the lease) when ``run_id`` holds it now; (False, the holder's lease) otherwise.
+        """
+        from datetime import timedelta
+
+        for _attempt in range(5):
+            now = utcnow()
+            expires = now + timedelta(seconds=ttl_s)
+            try:
+                with self.session() as s:
+                    row = s.get(TenantLease, tenant_id)
+                    if row is None:
+                        row = TenantLease(tenant_id=tenant_id, run_id=run_id, flow=flow, acquired_at=now,
+                                          expires_at=expires)
+                        s.add(row)
+                        return True, row
+                    holder = TenantLease(tenant_id=row.tenant_id, run_id=row.run_id, flow=row.flow,
+                                         acquired_at=row.acquired_at, expires_at=row.expires_at)
+            except IntegrityError:
+                continue  # another run inserted it at the same moment: look again
+            if holder.run_id != run_id and holder.expires_at > now:
+                return False, holder
+            with self.session() as s:  # ours already, or expired: take it over, atomically
+                taken = s.connection().execute(
+                    text("UPDATE tenant_leases SET run_id = :run, flow = :flow, acquired_at = :now, "
+                         "expires_at = :exp WHERE tenant_id = :t AND run_id = :old AND expires_at = :old_exp"),
+                    {"run": run_id, "flow": flow, "now": _bind_ts(self.engine, now),
+                     "exp": _bind_ts(self.engine, expires), "t": tenant_id, "old": holder.run_id,
+                     "old_exp": _bind_ts(self.engine, holder.expires_at)}).rowcount
+            if taken:
+                return True, TenantLease(tenant_id=tenant_id, run_id=run_id, flow=flow, acquired_at=now,
+                                         expires_at=expires)
+        raise StateStoreError(f"cannot take the lease of tenant {tenant_id}: too many concurrent writers")
+
+    def renew_lease(self, tenant_id: str, *, run_id: str, ttl_s: float) -> bool:
+        """Push the lease's expiry ``ttl_s`` seconds ahead; False when ``run_id`` no longer holds it."""
+        from datetime import timedelta
+
+        with self.session() as s:
+            row = s.get(TenantLease, tenant_id)
+            if row is None or row.run_id != run_id:
+                return False
+            row.expires_at = utcnow() + timedelta(seconds=ttl_s)
+            return True
+
+    def release_lease(self, tenant_id: str, *, run_id: str) -> None:
+        """Give the tenant back (only the holder can)."""
+        with self.session() as s:
+            row = s.get(TenantLease, tenant_id)
+            if row is not None and row.run_id == run_id:
+                s.delete(row)
+
+    def lease(self, tenant_id: str) -> TenantLease | None:
+        """The tenant's current lease (possibly expired), if any."""
+        with self.session() as s:
+            return s.get(TenantLease, tenant_id)
 
     def run_objects(self, run_id: str, *, active_only: bool = True) -> list[ProvisionedObject]:
         """Objects one run recorded, whatever the tenant, newest first (the order to remove them in)."""

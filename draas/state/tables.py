@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Index, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from draas.models.results import StepResult
@@ -79,9 +79,13 @@ class ProvisionedObject(SQLModel, table=True):
 
     Cisco objects: ``device`` + ``context`` + the ``lines`` pushed; vCenter objects: ``moid``
     + ``name`` + ``object_type``; others (VPG, DNS record) put their keys in ``identity``.
+
+    ``active_key`` is unique while the object is active (and NULL once removed), so two runs
+    recording the same object at once cannot create two records of it.
     """
 
     __tablename__ = "provisioned_objects"
+    __table_args__ = (Index("ux_provisioned_objects_active_key", "active_key", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(index=True)
@@ -89,6 +93,8 @@ class ProvisionedObject(SQLModel, table=True):
     system: str = Field(
         description="cisco | vcenter-recovery | vcenter-protected | replication | dns"
     )
+    site: str | None = Field(default=None, description="protected | recovery (where the object lives)")
+    active_key: str | None = Field(default=None, description="identity while active; NULL once removed")
     kind: str = Field(
         description="vlan, vrf, svi, context, acl, vip, port_group, folder, vm, vpg, ..."
     )
@@ -152,7 +158,8 @@ class FlowRunRecord(SQLModel, table=True):
     parameters: dict = _json()
     dry_run: bool = False
     state: str = "Running"
-    outcome: str | None = Field(default=None, description="success | failure")
+    outcome: str | None = Field(default=None, description="success | failure | swept | held")
+    crash_policy: str | None = Field(default=None, description="undo | hold: what the sweeper does if it dies")
     error: str | None = Field(default=None, sa_type=Text)
     started: datetime = _ts()
     finished: datetime | None = _ts(nullable=True, now=False)
@@ -179,6 +186,11 @@ class StepRecord(SQLModel, table=True):
     started: datetime = _ts()
     finished: datetime | None = _ts(nullable=True, now=False)
     seconds: float | None = None
+    status: str | None = Field(default=None, description="ok | failed | skipped")
+    error: str | None = Field(default=None, sa_type=Text)
+    wave: int | None = None
+    machine: str | None = None
+    payload: dict | None = Field(default=None, sa_type=JSON)
 
     def to_result(self) -> StepResult:
         return StepResult(
@@ -190,6 +202,11 @@ class StepRecord(SQLModel, table=True):
             dry_run=self.dry_run,
             started=self.started,
             finished=self.finished,
+            status=self.status or "ok",  # type: ignore[arg-type]
+            error=self.error,
+            wave=self.wave,
+            machine=self.machine,
+            payload=self.payload,
         )
 
 
@@ -255,3 +272,15 @@ class AuditEntry(SQLModel, table=True):
     outcome: str = Field(description="accepted | refused | succeeded | failed | ...")
     run_id: str | None = None
     detail: dict = _json()
+
+
+class TenantLease(SQLModel, table=True):
+    """Who holds a tenant for a state-changing run, until when (renewed while the run lives)."""
+
+    __tablename__ = "tenant_leases"
+
+    tenant_id: str = Field(primary_key=True)
+    run_id: str
+    flow: str
+    acquired_at: datetime = _ts()
+    expires_at: datetime = _ts()

@@ -2,7 +2,8 @@
 
 Runs the real CLI (one process per module: it takes one ``-m`` at a time) against the
 session's Prefect server, then reads the block types and schemas back over the API, saves
-one block document per type with the values ``from_lab()`` gives, and loads it again.
+one block document per type with the values a site profile gives (the one a lab writes, read by
+``draas.site.Site``), and loads it again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from blocks.dns import DnsServerCredentials
 from blocks.replication import ZertoCredentials
 from blocks.servicedesk import ServiceDeskCredentials
 from blocks.vcenter import VCenterCredentials
+from draas.site import Site
 from lab.state import (
     CiscoDevice,
     CiscoLab,
@@ -33,6 +35,7 @@ from lab.state import (
     ReplicationLab,
     ServiceDeskLab,
     VCenterSite,
+    write_site_profile,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -79,12 +82,21 @@ def lab_state() -> LabState:
     )
 
 
-def from_lab(block: type[Block], state: LabState) -> Block:
-    if block is VCenterCredentials:
-        return VCenterCredentials.from_lab(state, "recovery")
-    if block is CiscoDeviceCredentials:
-        return CiscoDeviceCredentials.from_lab(state, "agg-1")
-    return block.from_lab(state)  # type: ignore[attr-defined, no-any-return]
+#: Block class -> how the site hands it out.
+FROM_SITE: dict[type[Block], Callable[[Site], Block]] = {
+    VCenterCredentials: lambda site: site.vcenter_block("recovery"),
+    CiscoDeviceCredentials: lambda site: site.device_block("agg-1"),
+    ZertoCredentials: lambda site: site.replication_block(),
+    DnsServerCredentials: lambda site: site.dns_block(),
+    ServiceDeskCredentials: lambda site: site.servicedesk_block(),
+}
+
+
+def from_profile(block: type[Block], state: LabState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Block:
+    """``block`` as the product builds it from the site profile a lab in ``state`` writes."""
+    profile = write_site_profile(state, tmp_path / "site-profile.yaml")
+    monkeypatch.setenv("DRAAS_SITE_PROFILE", str(profile))
+    return FROM_SITE[block](Site.load())
 
 
 def secret_fields(block: Block) -> dict[str, str]:
@@ -158,12 +170,13 @@ def test_cli_registers_the_module_block(registration: dict[str, Any], module: st
 
 
 @pytest.mark.parametrize("block", list(MODULES.values()), ids=lambda b: b.__name__)
-def test_saved_block_round_trips_and_keeps_secrets_hidden(registration: dict[str, Any], block: type[Block]) -> None:
+def test_saved_block_round_trips_and_keeps_secrets_hidden(registration: dict[str, Any], block: type[Block],
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.client.orchestration import get_client
 
-    original = from_lab(block, lab_state())
+    original = from_profile(block, lab_state(), tmp_path, monkeypatch)
     secrets = secret_fields(original)
-    assert secrets, f"{block.__name__} from_lab() set no secret"
+    assert secrets, f"{block.__name__} from the site profile has no secret"
     name = f"e2e-{block.get_block_type_slug()}"
     original.save(name, overwrite=True)
 

@@ -15,7 +15,6 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from blocks.servicedesk import ServiceDeskCredentials
 from draas.clients.cisco_config import ConfigNode, parse_config
 from draas.clients.servicedesk import CHANGE_REQUEST
 from draas.container import render_container
@@ -187,7 +186,7 @@ def test_container_lifecycle(flows_env: Path, lab, tenant_id: str) -> None:
     assert {o.system for o in recorded} == {"cisco", "vcenter-recovery"}
 
     # The onboarding change record tells what was built, and is closed.
-    with ServiceDeskCredentials.from_lab(lab).get_client() as desk:
+    with Site.load().servicedesk_block().get_client() as desk:
         change = desk.find_by_correlation_id(CHANGE_REQUEST, f"onboard-{tenant_id}")
         assert change is not None and change.is_closed
         assert any(first.run_id in n.value for n in desk.work_notes(CHANGE_REQUEST, change.sys_id))
@@ -235,7 +234,7 @@ def test_fault_mid_push_leaves_nothing_behind(flows_env: Path, lab) -> None:
     assert store.objects("globex") == []
     run = store.runs(tenant_id="globex", kind="preprovision_container")[-1]
     assert run.state == "Failed" and "agg-2" in (run.error or "")
-    with ServiceDeskCredentials.from_lab(lab).get_client() as desk:
+    with Site.load().servicedesk_block().get_client() as desk:
         change = desk.find_by_correlation_id(CHANGE_REQUEST, "onboard-globex")
         assert change is not None
         notes = [n.value for n in desk.work_notes(CHANGE_REQUEST, change.sys_id)]

@@ -24,8 +24,8 @@ from prefect import get_client
 from prefect.blocks.system import Secret
 from prefect.exceptions import ObjectNotFound
 
-from blocks.servicedesk import ServiceDeskCredentials
 from draas.clients.servicedesk import CHANGE_REQUEST
+from draas.site import Site
 from draas.state.store import StateStore
 from draas.validation import ConfigInvalid, load_tenant
 from e2e.prefect_api import api_logs_of, artifacts_of
@@ -97,7 +97,7 @@ def copy_configs(tmp: Path, edit: dict[str, str] | None = None) -> Path:
 
 
 def change_records(lab: LabState, correlation_id: str) -> list[Any]:
-    with ServiceDeskCredentials.from_lab(lab).get_client() as client:
+    with Site.load().servicedesk_block().get_client() as client:
         return client.query(CHANGE_REQUEST, {"correlation_id": correlation_id})
 
 
@@ -216,13 +216,13 @@ def test_broken_config_is_rejected_and_changes_nothing(env: Env, lab: LabState) 
     assert "acme.yaml" in message and "protected_site.latency_ms" in message
     assert [(p.field_path, Path(p.file).name) for p in caught.value.problems] == [
         ("protected_site.latency_ms", "acme.yaml")]
-    # Only the audit entry of the rejected request was written.
+    # Only the audit entry of the refused request was written.
     counts = env.store.counts()
     assert counts["audit_log"] == 1
     assert {t: n for t, n in counts.items() if n and t not in ("audit_log", "schema_version")} == {}
     assert env.store.get_tenant("acme") is None
     (entry,) = env.store.audit_log()
-    assert (entry.actor, entry.outcome, entry.tenant_id) == ("bob", "rejected", "acme")
+    assert (entry.actor, entry.outcome, entry.tenant_id) == ("bob", "refused", "acme")
     assert any("protected_site.latency_ms" in p for p in entry.detail["problems"])
     assert not env.out.exists()
     assert secret_block_names() == secrets_before
@@ -234,7 +234,7 @@ def test_tenant_parameter_must_be_an_id(env: Env) -> None:
         onboard_tenant("../tenants/acme", output_dir=str(env.out))
     assert env.store.counts()["flow_runs"] == 0
     (entry,) = env.store.audit_log()
-    assert entry.outcome == "rejected" and entry.tenant_id is None
+    assert entry.outcome == "refused" and entry.tenant_id is None
 
 
 def test_unreachable_endpoint_fails_the_run_before_anything_is_recorded(env: Env) -> None:

@@ -20,9 +20,8 @@ from prefect import get_client
 from prefect.states import Cancelling, Completed, Crashed, Failed, Paused, Pending, Running, Scheduled
 from typer.testing import CliRunner
 
-from blocks.cisco import CiscoDeviceCredentials
-from blocks.vcenter import VCenterCredentials
 from draas.container import DeviceConfig
+from draas.site import Site
 from draas.state.store import StateStore
 from draas.state.tables import FlowRunRecord, utcnow
 from tasks.container import VCenterObjectPlan, record_device_config, record_vcenter_object
@@ -68,12 +67,12 @@ def provision(store: StateStore, lab, run_id: str, tenant: str, *, vlan: int | N
     if vlan is not None:
         cfg = agg_vlan(vlan, tenant)
         record_device_config(store, tenant, run_id, cfg)
-        with CiscoDeviceCredentials.from_lab(lab, "agg-1").get_client() as device:
+        with Site.load().device_block("agg-1").get_client() as device:
             device.apply(cfg.text)
     if folder is not None:
         record_vcenter_object(store, tenant, run_id, VCenterObjectPlan(kind="folder", name=folder))
         if create_folder:  # else the crash came between recording the folder and creating it
-            with VCenterCredentials.from_lab(lab).get_client() as vc:
+            with Site.load().vcenter_block("recovery").get_client() as vc:
                 assert vc.create_folder(folder).changed
 
 
@@ -89,7 +88,7 @@ def has_vlan(lab, vlan: int) -> bool:
 
 
 def folders(lab, *names: str) -> set[str]:
-    with VCenterCredentials.from_lab(lab).get_client() as vc:
+    with Site.load().vcenter_block("recovery").get_client() as vc:
         return {n for n in names if vc.find("folder", n) is not None}
 
 
@@ -108,7 +107,7 @@ FOLDERS = ("sweep-crashed", "sweep-ghost", "sweep-alive", "sweep-waiting")
 
 
 def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore, lab) -> None:
-    from flows.sweep import sweep_crashed_runs
+    from flows.sweep import sweep_orphans
 
     crashed = new_flow_run()  # killed mid-run
     provision(store, lab, crashed, "sweep-a", vlan=3991, folder="sweep-crashed")
@@ -136,7 +135,7 @@ def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore
 
     # Dry run: names the dead runs and their objects, changes nothing.
     before = world(lab, store)
-    dry = sweep_crashed_runs(dry_run=True, older_than_minutes=0, requested_by="ops")
+    dry = sweep_orphans(dry_run=True, older_than_minutes=0, requested_by="ops")
     assert world(lab, store) == before, "a dry run changed something"
     assert {s.run_id for s in dry.swept} == {crashed, ghost, adopted}
     by_id = {s.run_id: s for s in dry.swept}
@@ -147,7 +146,7 @@ def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore
     assert {v.run_id for v in dry.left_alone} == {waiting, alive, elsewhere}
     assert dry.steps == []
 
-    result = sweep_crashed_runs(older_than_minutes=0, requested_by="ops", channel="cli")
+    result = sweep_orphans(older_than_minutes=0, requested_by="ops", channel="cli")
     assert {s.run_id for s in result.swept} == {crashed, ghost, adopted} and result.changed
     left = {v.run_id: v.reason for v in result.left_alone}
     assert set(left) == {waiting, alive, elsewhere}
@@ -171,20 +170,20 @@ def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore
         assert store.get_run(untouched).state == "Running"  # type: ignore[union-attr]
     sweep_run = store.get_run(result.run_id)
     assert sweep_run is not None and (sweep_run.state, sweep_run.outcome) == ("Completed", "success")
-    assert [s.step for s in store.steps(result.run_id)].count("remove_provisioned_object") == 4
+    assert [s.step for s in store.steps(result.run_id)].count("remove_recorded_object") == 4
 
     # The audit log: the sweep itself, and each swept run under its tenant.
     entries = store.audit_log()
     per_run = [(e.run_id, e.outcome, e.tenant_id) for e in entries if e.action == "sweep_crashed_run"]
     assert sorted(per_run) == sorted([(crashed, "swept", "sweep-a"), (ghost, "swept", "sweep-b"),
                                       (adopted, "swept", "sweep-d")])
-    own = [e for e in entries if e.action == "sweep_crashed_runs" and e.run_id == result.run_id]
+    own = [e for e in entries if e.action == "sweep_orphans" and e.run_id == result.run_id]
     assert [e.outcome for e in own] == ["accepted", "succeeded"]
     assert set(own[-1].detail["swept"]) == {crashed, ghost, adopted} and own[-1].actor == "ops"
 
     # A second sweep changes nothing.
     before = world(lab, store)
-    again = sweep_crashed_runs(older_than_minutes=0)
+    again = sweep_orphans(older_than_minutes=0)
     assert again.swept == [] and not again.changed and again.steps == []
     assert {v.run_id for v in again.left_alone} == {waiting, alive, elsewhere}
     after = world(lab, store)
@@ -193,16 +192,16 @@ def test_sweep_removes_what_crashed_runs_left_and_nothing_else(store: StateStore
 
     # Once the live run dies, the next sweep takes it and the run that waited for it.
     kill(alive)
-    last = sweep_crashed_runs()
+    last = sweep_orphans()
     assert {s.run_id for s in last.swept} == {alive, waiting}
     assert not has_vlan(lab, 3993) and folders(lab, *FOLDERS) == set()
-    with CiscoDeviceCredentials.from_lab(lab, "agg-1").get_client() as device:  # leave the lab as found
+    with Site.load().device_block("agg-1").get_client() as device:  # leave the lab as found
         device.remove(agg_vlan(3994, "sweep-d").lines)
     assert not has_vlan(lab, 3994)
 
 
 def test_a_failed_removal_leaves_the_run_for_the_next_sweep(store: StateStore, lab) -> None:
-    from flows.sweep import SweepIncomplete, sweep_crashed_runs
+    from flows.sweep import SweepIncomplete, sweep_orphans
 
     crashed = new_flow_run()
     provision(store, lab, crashed, "sweep-g", vlan=3996, folder="sweep-stuck")
@@ -212,7 +211,7 @@ def test_a_failed_removal_leaves_the_run_for_the_next_sweep(store: StateStore, l
                                   "message": "% VLAN 3996 is in use"}).raise_for_status()
     try:
         with pytest.raises(SweepIncomplete, match="3996 is in use"):
-            sweep_crashed_runs()
+            sweep_orphans()
     finally:
         control.delete("/faults").raise_for_status()
         control.close()
@@ -222,10 +221,10 @@ def test_a_failed_removal_leaves_the_run_for_the_next_sweep(store: StateStore, l
     assert store.get_run(crashed).state == "Running"  # type: ignore[union-attr]
     failed = [e for e in store.audit_log() if e.action == "sweep_crashed_run"]
     assert [(e.run_id, e.outcome, e.tenant_id) for e in failed] == [(crashed, "failed", "sweep-g")]
-    sweeps = [r for r in store.runs() if r.flow == "sweep-crashed-runs"]
+    sweeps = [r for r in store.runs() if r.flow == "sweep-orphans"]
     assert [(r.state, r.outcome) for r in sweeps] == [("Failed", "failure")]
 
-    again = sweep_crashed_runs()
+    again = sweep_orphans()
     assert [s.run_id for s in again.swept] == [crashed] and not has_vlan(lab, 3996)
     assert store.get_run(crashed).state == "Crashed"  # type: ignore[union-attr]
 

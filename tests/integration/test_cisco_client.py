@@ -34,6 +34,14 @@ def clean_devices(lab) -> Iterator[None]:
     httpx.post(f"{lab.cisco.control_url}/reset").raise_for_status()
 
 
+def lab_device(lab, name: str) -> CiscoDeviceCredentials:
+    """The block of lab device ``name`` (host key checking off: the lab's keys are new at every start)."""
+    dev = lab.cisco.devices[name]
+    return CiscoDeviceCredentials(device_name=dev.name, host=dev.host, port=dev.port, platform=dev.platform,
+                                  username=dev.username, password=SecretStr(dev.password),
+                                  enable_secret=SecretStr(dev.secret), verify_host_key=False)
+
+
 def running(lab, name: str, context: str | None = None) -> str:
     params = {"context": context} if context else {}
     r = httpx.get(f"{lab.cisco.control_url}/devices/{name}/running", params=params)
@@ -59,7 +67,7 @@ def test_apply_twice_second_diff_is_empty_on_every_platform(lab) -> None:
             "rules": [{"protocol": "tcp", "source": "any", "destination": "itest-web", "port": "https"}]})),
     ]
     for name, context, text in cases:
-        with CiscoDeviceCredentials.from_lab(lab, name).get_client() as client:
+        with lab_device(lab, name).get_client() as client:
             start = time.perf_counter()
             first = client.apply(text, context=context)
             took = time.perf_counter() - start
@@ -77,7 +85,7 @@ def test_apply_twice_second_diff_is_empty_on_every_platform(lab) -> None:
 def test_dry_run_pushes_nothing(lab) -> None:
     before_stats = stats(lab, "agg-2")
     before = running(lab, "agg-2")
-    with CiscoDeviceCredentials.from_lab(lab, "agg-2").get_client() as client:
+    with lab_device(lab, "agg-2").get_client() as client:
         change = client.apply(render_device_config("nxos_vlan_svi.j2", VLAN_VARS), dry_run=True)
     assert change.dry_run and change.changed and not change.pushed and not change.saved
     assert change.diff[0] == "+ vlan 1711"
@@ -92,7 +100,7 @@ def test_fault_mid_push_leaves_none_of_the_pushed_lines(lab) -> None:
     r = httpx.post(f"{lab.cisco.control_url}/faults",
                    json={"device": "agg-2", "after_lines": 6, "message": "% Resource temporarily unavailable"})
     r.raise_for_status()
-    creds = CiscoDeviceCredentials.from_lab(lab, "agg-2")
+    creds = lab_device(lab, "agg-2")
     with pytest.raises(CiscoConfigPushFailed) as info, creds.get_client() as client:
         client.apply(render_device_config("nxos_vlan_svi.j2", VLAN_VARS))
     exc = info.value
@@ -107,7 +115,7 @@ def test_fault_mid_push_leaves_none_of_the_pushed_lines(lab) -> None:
 
 
 def test_asa_fault_reverts_inside_the_context(lab) -> None:
-    creds = CiscoDeviceCredentials.from_lab(lab, "fw-vpn")
+    creds = lab_device(lab, "fw-vpn")
     with creds.get_client() as client:
         client.apply("context tvpn\n config-url disk0:/tvpn.cfg\n", context="system")
     before = running(lab, "fw-vpn", "tvpn")
@@ -132,13 +140,13 @@ def test_secrets_never_appear_in_errors_or_logs(lab, caplog: pytest.LogCaptureFi
                                    verify_host_key=False, conn_timeout=5)
     with pytest.raises(CiscoAuthFailed) as auth:
         wrong.get_client().connect()
-    bad_enable = CiscoDeviceCredentials.from_lab(lab, "pe-1").model_copy(
+    bad_enable = lab_device(lab, "pe-1").model_copy(
         update={"enable_secret": SecretStr("Wrong-Enable-31337")})
     with pytest.raises(CiscoAuthFailed) as enable:
         bad_enable.get_client().connect()
     httpx.post(f"{lab.cisco.control_url}/faults", json={"device": "pe-1"}).raise_for_status()
     with pytest.raises(CiscoConfigPushFailed) as push, \
-            CiscoDeviceCredentials.from_lab(lab, "pe-1").get_client() as client:
+            lab_device(lab, "pe-1").get_client() as client:
         client.apply("crypto isakmp key Isakmp-Key-31337 address 203.0.113.10\n")
     texts = [str(e.value) + repr(e.value) + str(e.value.__cause__) for e in (auth, enable, push)]
     texts.append(caplog.text)
@@ -157,14 +165,14 @@ def test_unknown_host_key_is_refused_by_default(lab) -> None:
 
 
 def test_unreachable_device_is_transient(lab) -> None:
-    creds = CiscoDeviceCredentials.from_lab(lab, "agg-1").model_copy(update={"port": free_port(), "conn_timeout": 3})
+    creds = lab_device(lab, "agg-1").model_copy(update={"port": free_port(), "conn_timeout": 3})
     with pytest.raises(CiscoTransientError) as info:
         creds.get_client().connect()
     assert is_transient(info.value)
 
 
 def test_tasks_against_the_lab(lab) -> None:
-    creds = CiscoDeviceCredentials.from_lab(lab, "agg-1")
+    creds = lab_device(lab, "agg-1")
     variables = {**VLAN_VARS, "vlan_id": 1712, "vlan_name": "itest-app", "svi_address": "10.17.12.2/24",
                  "gateway": "10.17.12.1"}
     first = push_device_config.fn(creds, template="nxos_vlan_svi.j2", variables=variables)
@@ -182,7 +190,7 @@ def test_tasks_against_the_lab(lab) -> None:
 
 def test_facts_report_hostname_and_config_size(lab) -> None:
     for name, dev in lab.cisco.devices.items():
-        with CiscoDeviceCredentials.from_lab(lab, name).get_client() as client:
+        with lab_device(lab, name).get_client() as client:
             facts = client.facts()
         assert facts.hostname == dev.hostname
         assert facts.config_lines > 5

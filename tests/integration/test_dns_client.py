@@ -15,13 +15,14 @@ from pydantic import SecretStr
 from blocks.dns import DnsServerCredentials
 from draas.clients.dns import DnsRecord, DnsUpdateFailed, DnsUpdateRefused, DnsVerifyFailed
 from draas.errors import is_transient
+from draas.site import Site
 from lab.state import LabState
 from tasks.dns import delete_dns_record, upsert_dns_record, verify_dns_record
 
 
 @pytest.fixture()
 def creds(lab: LabState) -> DnsServerCredentials:
-    return DnsServerCredentials.from_lab(lab)
+    return Site.load().dns_block()  # the lab, found through its site profile
 
 
 def _label() -> str:

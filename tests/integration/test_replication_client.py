@@ -14,11 +14,14 @@ from blocks.replication import ZertoCredentials
 from draas.clients.replication import (
     FailoverOptions,
     GroupState,
+    OperationKind,
     ProtectionSpec,
     ReplicationFailoverTestFailed,
     ReplicationTransientError,
 )
+from draas.deadline import Deadline
 from draas.errors import is_transient
+from draas.site import Site
 from lab.state import LabState
 from tasks.replication import (
     create_vpg,
@@ -35,7 +38,8 @@ VMS = ["initech-fs01", "initech-app01"]
 
 @pytest.fixture(scope="module")
 def creds(lab: LabState) -> ZertoCredentials:
-    return ZertoCredentials.from_lab(lab)
+    """The lab's ZVM as the product finds it: through the site profile the lab writes."""
+    return Site.for_config_dir(None).replication_block()
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,13 @@ def spec() -> ProtectionSpec:
 def vpg(creds: ZertoCredentials, spec: ProtectionSpec) -> Iterator[str]:
     """The module's VPG, created through the task (first run changes, second does not)."""
     first = create_vpg.fn(creds, spec)
-    assert first.changed and first.detail["vpg_name"] == spec.name
-    yield first.detail["vpg_id"]
+    group = first.value().group
+    assert first.changed and group is not None and group.name == spec.name
+    yield group.id
     with creds.get_client() as zvm:
-        zvm.wait_task(zvm.unprotect(first.detail["vpg_id"], force=True), timeout_s=60)
+        removal = zvm.unprotect(group.id, force=True)
+        assert removal is not None
+        zvm.wait_task(removal, timeout_s=60)
         assert zvm.find_group(spec.name) is None
 
 
@@ -89,7 +96,7 @@ def power_states(lab: LabState, site_key: str, names: list[str]) -> set[str]:
 
 def test_protect_is_idempotent(creds: ZertoCredentials, spec: ProtectionSpec, vpg: str) -> None:
     again = create_vpg.fn(creds, spec)
-    assert not again.changed and again.diff == [] and again.detail["vpg_id"] == vpg
+    assert not again.changed and again.diff == [] and again.value().group.id == vpg  # type: ignore[union-attr]
     with creds.get_client() as zvm:
         assert [g.id for g in zvm.list_groups() if g.name == spec.name] == [vpg]
         assert sorted(vm.name for vm in zvm.protected_vms(vpg)) == sorted(VMS)
@@ -107,18 +114,18 @@ def test_happy_path_sync_checkpoints_test_and_stop(creds: ZertoCredentials, vpg:
         assert tagged.tag == "before-drill" and tagged.id in {p.id for p in zvm.recovery_points(vpg)}
 
     listed = list_recovery_points.fn(creds, vpg)
-    assert listed.detail["latest"] == tagged.id
+    assert listed.value().latest == tagged
 
     started = start_failover_test.fn(creds, vpg, checkpoint_id=tagged.id)
-    assert started.changed and started.detail["task_id"]
-    done = wait_for_replication_task.fn(creds, started.detail["task_id"], timeout_s=60)
-    assert done.detail["state"] == 6
+    assert started.changed and started.value().task_id
+    done = wait_for_replication_task.fn(creds, started.value().task_id, timeout_s=60)
+    assert done.value().state == 6 and done.value().kind == OperationKind.TEST
     assert {f"{vm} - testing recovery" for vm in VMS} <= recovery_vm_names(lab)
     assert not start_failover_test.fn(creds, vpg).changed  # a second start finds the test running
 
     stopped = stop_failover_test.fn(creds, vpg, success=True, summary="integration test")
     assert stopped.changed
-    wait_for_replication_task.fn(creds, stopped.detail["task_id"], timeout_s=60)
+    wait_for_replication_task.fn(creds, stopped.value().task_id, deadline=Deadline.within(60))
     assert not ({f"{vm} - testing recovery" for vm in VMS} & recovery_vm_names(lab))
     assert not stop_failover_test.fn(creds, vpg).changed
     with creds.get_client() as zvm:
@@ -129,14 +136,14 @@ def test_failover_then_rollback_restores_production(creds: ZertoCredentials, vpg
     options = FailoverOptions(shutdown_source="force")
     started = start_failover.fn(creds, vpg, options)
     assert started.changed
-    wait_for_replication_task.fn(creds, started.detail["task_id"], timeout_s=60)
+    wait_for_replication_task.fn(creds, started.value().task_id, timeout_s=60)
     assert set(VMS) <= recovery_vm_names(lab)
     assert power_states(lab, "protected", VMS) == {"poweredOff"}
     assert not start_failover.fn(creds, vpg, options).changed  # already failed over, awaiting commit
 
     rolled = rollback_failover.fn(creds, vpg)
     assert rolled.changed
-    wait_for_replication_task.fn(creds, rolled.detail["task_id"], timeout_s=60)
+    wait_for_replication_task.fn(creds, rolled.value().task_id, timeout_s=60)
     assert not set(VMS) & recovery_vm_names(lab)
     assert power_states(lab, "protected", VMS) == {"poweredOn"}
     assert not rollback_failover.fn(creds, vpg).changed
@@ -144,12 +151,13 @@ def test_failover_then_rollback_restores_production(creds: ZertoCredentials, vpg
         assert zvm.wait_for_state(vpg, [GroupState.MEETING_SLA], timeout_s=30).replicating
 
 
-def test_keycloak_style_and_reauth_after_expiry(lab: LabState, vpg: str, control: httpx.Client) -> None:
-    with ZertoCredentials.from_lab(lab, auth_style="keycloak").get_client() as zvm:
+def test_keycloak_style_and_reauth_after_expiry(lab: LabState, creds: ZertoCredentials, vpg: str,
+                                                control: httpx.Client) -> None:
+    with creds.model_copy(update={"auth_style": "keycloak"}).get_client() as zvm:
         assert zvm.status(vpg).id == vpg
         control.post("/expire-sessions")
         assert zvm.status(vpg).id == vpg  # logs in again once, transparently
-    with ZertoCredentials.from_lab(lab).get_client() as zvm:
+    with creds.get_client() as zvm:
         assert zvm.status(vpg).id == vpg
         control.post("/expire-sessions")
         assert zvm.local_site().name == lab.replication.protected_site_name  # type: ignore[union-attr]
@@ -176,8 +184,22 @@ def test_failed_task_raises_task_failed(creds: ZertoCredentials, vpg: str, contr
     control.post("/faults", json={"mode": "task_failed", "count": 1, "path_regex": "failovertest$"})
     started = start_failover_test.fn(creds, vpg)
     with pytest.raises(ReplicationFailoverTestFailed) as err:
-        wait_for_replication_task.fn(creds, started.detail["task_id"], timeout_s=60)
+        wait_for_replication_task.fn(creds, started.value().task_id, timeout_s=60)
     assert not is_transient(err.value)
     with creds.get_client() as zvm:
         assert not zvm.status(vpg).test_running
     assert not any(n.endswith(" - testing recovery") and n.startswith("initech") for n in recovery_vm_names(lab))
+
+
+def test_polling_through_503s_and_a_drop_within_the_deadline(creds: ZertoCredentials, vpg: str,
+                                                              control: httpx.Client) -> None:
+    started = start_failover_test.fn(creds, vpg)
+    task_id = started.value().task_id
+    assert task_id
+    control.post("/faults", json={"mode": "http503", "count": 2, "path_regex": "^/v1/tasks/"})
+    control.post("/faults", json={"mode": "drop", "count": 1, "path_regex": "^/v1/tasks/"})
+    done = wait_for_replication_task.fn(creds, task_id, deadline=Deadline.within(60))
+    assert done.value().state == 6
+    assert control.get("/faults").json() == []  # every fault was met and retried through
+    stopped = stop_failover_test.fn(creds, vpg)
+    wait_for_replication_task.fn(creds, stopped.value().task_id, timeout_s=60)

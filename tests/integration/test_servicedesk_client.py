@@ -23,6 +23,7 @@ from draas.clients.servicedesk import (
     ServiceDeskTransientError,
 )
 from draas.errors import is_transient
+from draas.site import Site
 from lab.state import LabState
 from tasks.servicedesk import (
     add_work_note,
@@ -36,7 +37,7 @@ from tasks.servicedesk import (
 
 @pytest.fixture()
 def creds(lab: LabState) -> ServiceDeskCredentials:
-    return ServiceDeskCredentials.from_lab(lab)
+    return Site.load().servicedesk_block()  # the lab, found through its site profile
 
 
 @pytest.fixture()

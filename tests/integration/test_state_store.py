@@ -46,6 +46,7 @@ def test_schema_is_created_with_every_table(store: StateStore) -> None:
         "reports",
         "changes",
         "audit_log",
+        "tenant_leases",
     }
     assert counts["schema_version"] == 1
     assert sum(counts.values()) == 1
@@ -146,6 +147,57 @@ def test_provisioned_objects_keep_enough_identity_to_remove_them(store: StateSto
         ).id
         != vlan.id
     )
+
+
+def test_concurrent_recording_of_one_object_gives_one_record(store: StateStore) -> None:
+    """Eight runs recording the same object at the same moment: one record, which all of them get."""
+    barrier = threading.Barrier(8)
+    ids: list[int | None] = []
+
+    def record(i: int) -> None:
+        barrier.wait()
+        row = store.record_object(tenant_id="acme", system="dns", kind="record", name="www", run_id=f"run-{i}",
+                                  identity={"zone": "acme.example.com", "name": "www", "rtype": "A"})
+        ids.append(row.id)
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 8 and len(set(ids)) == 1
+    (only,) = store.objects("acme", system="dns")
+    assert only.active_key is not None
+    # Once removed, the same object can be recorded again (a new record), and only once.
+    assert only.id is not None
+    store.mark_removed(only.id)
+    again = store.record_object(tenant_id="acme", system="dns", kind="record", name="www", run_id="run-9")
+    assert again.id != only.id and store.get_object(only.id).active_key is None  # type: ignore[union-attr]
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        with Session(store.engine) as s:
+            s.execute(text("INSERT INTO provisioned_objects (tenant_id, system, kind, name, identity, created_at, "
+                           "active_key) VALUES ('acme', 'dns', 'record', 'www', '{}', '2026-01-01', :k)"),
+                      {"k": again.active_key})
+            s.commit()
+
+
+def test_tenant_lease_is_exclusive_expires_and_is_only_released_by_its_holder(store: StateStore) -> None:
+    taken, lease = store.acquire_lease("acme", run_id="r1", flow="preprovision-container", ttl_s=60)
+    assert taken and lease.run_id == "r1"
+    taken, holder = store.acquire_lease("acme", run_id="r2", flow="offboard-tenant", ttl_s=60)
+    assert not taken and (holder.run_id, holder.flow) == ("r1", "preprovision-container")
+    assert store.acquire_lease("globex", run_id="r2", flow="offboard-tenant", ttl_s=60)[0]  # other tenants are free
+    store.release_lease("acme", run_id="r2")  # not the holder: nothing happens
+    assert store.lease("acme").run_id == "r1"  # type: ignore[union-attr]
+    assert store.renew_lease("acme", run_id="r1", ttl_s=0.2) and not store.renew_lease("acme", run_id="r2", ttl_s=60)
+    import time
+
+    time.sleep(0.4)  # r1 stopped renewing (its process died): the lease runs out
+    taken, lease = store.acquire_lease("acme", run_id="r2", flow="offboard-tenant", ttl_s=60)
+    assert taken and lease.run_id == "r2"
+    assert not store.renew_lease("acme", run_id="r1", ttl_s=60)  # the old holder cannot take it back
+    store.release_lease("acme", run_id="r2")
+    assert store.lease("acme") is None
 
 
 def test_protection_groups_and_recovery_points(store: StateStore) -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from blocks.vcenter import VCenterCredentials
 from draas.clients.vcenter import (
     VCenterAuthFailed,
     VCenterClient,
@@ -20,6 +19,7 @@ from draas.clients.vcenter import (
 )
 from draas.errors import is_transient
 from draas.models.vcenter import GuestCustomization, IpSettings, Marks, ResourceAllocation
+from draas.site import Site
 from lab.state import LabState
 
 MARKS = Marks(tenant="acme", purpose="integration-test", run_id="it-run-1")
@@ -28,7 +28,7 @@ CLONE = "acme/it-clone-web01"
 
 @pytest.fixture(scope="module")
 def recovery(lab: LabState) -> Iterator[VCenterClient]:
-    with VCenterCredentials.from_lab(lab, "recovery").get_client() as client:
+    with Site.load().vcenter_block("recovery").get_client() as client:
         yield client
         # Whatever a failed test left behind (each call is a no-op when already gone).
         client.destroy("dvportgroup", "it-dvpg-100")
@@ -42,7 +42,7 @@ def recovery(lab: LabState) -> Iterator[VCenterClient]:
 
 @pytest.fixture(scope="module")
 def protected(lab: LabState) -> Iterator[VCenterClient]:
-    with VCenterCredentials.from_lab(lab, "protected").get_client() as client:
+    with Site.load().vcenter_block("protected").get_client() as client:
         yield client
         client.destroy_vm(CLONE)
         client.destroy("dvportgroup", "it-prod-pg-210")
@@ -212,7 +212,7 @@ def test_wait_for_ready_fails_fast_on_a_powered_off_vm(protected: VCenterClient)
 def test_wrong_password_fails_without_leaking_it(lab: LabState, caplog: pytest.LogCaptureFixture) -> None:
     site = lab.vcenter["protected"]
     secret = "wrong-" + site.password
-    creds = VCenterCredentials.from_lab(lab, "protected").model_copy(update={"password": SecretStr(secret)})
+    creds = Site.load().vcenter_block("protected").model_copy(update={"password": SecretStr(secret)})
     caplog.set_level(logging.DEBUG)
     with pytest.raises(VCenterAuthFailed) as err, creds.get_client():
         pass
@@ -228,7 +228,7 @@ def test_unreachable_vcenter_is_transient(lab: LabState) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
-    creds = VCenterCredentials.from_lab(lab, "protected").model_copy(update={"port": port, "timeout": 2.0})
+    creds = Site.load().vcenter_block("protected").model_copy(update={"port": port, "timeout": 2.0})
     with pytest.raises(VCenterConnectionFailed) as err:
         creds.get_client().open()
     assert is_transient(err.value)
@@ -238,7 +238,7 @@ def test_unreachable_vcenter_is_transient(lab: LabState) -> None:
 def test_tasks_return_step_results(lab: LabState) -> None:
     from tasks.vcenter import create_folder, destroy_vcenter_object
 
-    creds = VCenterCredentials.from_lab(lab, "recovery")
+    creds = Site.load().vcenter_block("recovery")
     first = create_folder.fn(creds, "it-task-folder", marks=MARKS)
     second = create_folder.fn(creds, "it-task-folder", marks=MARKS)
     assert first.changed and first.diff[0] == "+ folder it-task-folder" and first.finished is not None

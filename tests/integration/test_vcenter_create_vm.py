@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from blocks.vcenter import VCenterCredentials
 from draas.models.vcenter import Marks
+from draas.site import Site
 
 
 def test_create_vm_on_dvportgroup_is_idempotent(lab) -> None:
-    block = VCenterCredentials.from_lab(lab, site="recovery")
+    block = Site.load().vcenter_block("recovery")
     with block.get_client() as vc:
         vc.create_folder("t-create-vm")
         vc.create_dvportgroup("t-create-vm-pg", 3901, dvswitch="dvs-recovery")

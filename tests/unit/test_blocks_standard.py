@@ -98,7 +98,7 @@ class TestEveryBlock(BlockStandardTestSuite):
         assert callable(get_client), f"{block.__name__} has no get_client()"
         assert inspect.signature(get_client).return_annotation is not inspect.Signature.empty
 
-    def test_has_a_from_lab_constructor(self, block: type[Block]) -> None:
-        from_lab = getattr(block, "from_lab", None)
-        assert callable(from_lab), f"{block.__name__} has no from_lab()"
-        assert "state" in inspect.signature(from_lab).parameters
+    def test_knows_nothing_of_the_lab(self, block: type[Block]) -> None:
+        """The lab publishes a site profile of plain field values; a block has no lab constructor."""
+        lab_members = [name for name in vars(block) if "lab" in name.lower()]
+        assert not lab_members, f"{block.__name__} has lab-specific members: {lab_members}"

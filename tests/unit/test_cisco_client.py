@@ -116,6 +116,9 @@ class FakeConnection:
     def disconnect(self) -> None:
         self.closed = True
 
+    def is_alive(self) -> bool:
+        return not self.closed
+
 
 class FakeFactory:
     """Connection factory: every connection reaches the same emulated device."""
@@ -401,6 +404,48 @@ def test_asa_context_changeto_masked_keys_and_idempotency() -> None:
     assert "context acme" in dev.rendered(None, "startup")
 
 
+def test_asa_session_lands_in_admin_and_context_switches_are_tracked_between_calls() -> None:
+    dev = device("cisco_asa", multi_context=True)
+    c, factory = client(dev)
+    assert CiscoClient.thread_safe is False  # draas/sessions.py serialises a shared client
+    with c:
+        assert c.current_context == "admin"
+        assert "management-only" in c.running_config()  # context=None: the admin context it landed in
+        c.apply("context acme\n config-url disk0:/acme.cfg\n", context="system")
+        c.apply("object network web\n host 10.1.1.10\n", context="acme")
+        c.apply("object network web\n host 10.1.1.10\n", context="acme")  # no changeto: already there
+        assert c.facts().hostname == "lab-sw" and c.current_context == "admin"
+        assert c.context_exists("acme") and c.current_context == "system"
+        with pytest.raises(CiscoCommandRejected, match="Invalid context name"):
+            c.show("show running-config", context="nope")
+        assert c.current_context == "system"  # a refused changeto leaves the session where it was
+        c.remove("context acme\n", context="system")
+    changetos = [line for line in factory.typed if line.startswith("changeto")]
+    assert changetos == ["changeto system", "changeto context acme", "changeto context admin",
+                         "changeto system", "changeto context nope"]
+    assert "acme" not in dev.contexts and "object network web" not in dev.rendered("admin")
+
+
+def test_a_kept_session_survives_an_idle_close_and_a_transient_error() -> None:
+    dev = device("cisco_asa", multi_context=True)
+    c, factory = client(dev)
+    with c:
+        c.show("show running-config", context="system")
+        factory.connections[-1].closed = True  # the device closed the idle session: noticed before the call
+        assert "admin-context admin" in c.show("show running-config", context="system")
+        assert len(factory.connections) == 2 and c.current_context == "system"
+        dead = factory.connections[-1]
+        dead.closed = True
+        dead.is_alive = lambda: True  # type: ignore[method-assign] - the drop shows only mid-command
+        with pytest.raises(CiscoTransientError):
+            c.show("show running-config", context="acme-nope")
+        assert c.current_context == "admin"  # the session was dropped: the next one starts where it lands
+        assert "management-only" in c.show("show running-config")
+    assert len(factory.connections) == 3
+    assert [line for line in factory.connections[1].typed if line.startswith("changeto")] == ["changeto system"]
+    assert not any(line.startswith("changeto") for line in factory.connections[2].typed)
+
+
 def test_secrets_never_appear_in_failure_messages() -> None:
     dev = device("cisco_asa", multi_context=True)
     dev.faults.append(Fault(message=f"ERROR: refused {PASSWORD} {SECRET}"))
@@ -453,10 +498,12 @@ def test_template_is_accepted_by_its_platform(template: str) -> None:
     """Each golden render goes through the emulator's grammar without an error."""
     platform = {"nxos": "cisco_nxos", "ios": "cisco_ios", "asa": "cisco_asa"}[template.split("_")[0]]
     dev = device(platform, multi_context=template == "asa_context.j2")
+    context = "system" if template == "asa_context.j2" else None  # contexts are made in the system space
     c, _ = client(dev)
     with c:
-        change = c.apply(render_device_config(template, TEMPLATE_VARS[template]))
-        assert change.pushed and not c.apply(render_device_config(template, TEMPLATE_VARS[template])).changed
+        change = c.apply(render_device_config(template, TEMPLATE_VARS[template]), context=context)
+        assert change.pushed
+        assert not c.apply(render_device_config(template, TEMPLATE_VARS[template]), context=context).changed
 
 
 def test_missing_template_variable_is_an_error() -> None:

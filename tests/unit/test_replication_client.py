@@ -16,8 +16,10 @@ from blocks.replication import ZertoCredentials
 from draas.clients.replication import (
     FailoverOptions,
     GroupState,
+    OperationKind,
     ProtectionSpec,
     ReplicationAuthFailed,
+    ReplicationDeadlineExceeded,
     ReplicationError,
     ReplicationFailoverTestFailed,
     ReplicationNotFound,
@@ -25,12 +27,11 @@ from draas.clients.replication import (
     ReplicationRequestRejected,
     ReplicationResponseError,
     ReplicationTaskFailed,
-    ReplicationTimeout,
     ReplicationTransientError,
     ZertoClient,
 )
+from draas.deadline import Deadline, DeadlineExceeded
 from draas.errors import is_transient
-from lab.state import LabState, ReplicationLab
 
 BASE = "https://zvm.example.test:9669"
 USER = "svc-draas"
@@ -74,6 +75,7 @@ def router() -> respx.Router:
     r.delete("/v1/session").mock(return_value=httpx.Response(200))
     r.get("/v1/vpgs/statuses").mock(return_value=httpx.Response(200, json=STATUSES))
     r.get("/v1/vpgs/substatuses").mock(return_value=httpx.Response(200, json=SUBSTATUSES))
+    r.get("/v1/tasks").mock(return_value=httpx.Response(200, json=[]))
     r.get("/v1/localsite").mock(return_value=httpx.Response(200, json={"SiteIdentifier": LOCAL, "SiteName": "P"}))
     r.get("/v1/virtualizationsites").mock(return_value=httpx.Response(200, json=[
         {"SiteIdentifier": LOCAL, "VirtualizationSiteName": "P"},
@@ -281,15 +283,52 @@ def test_task_ending_failed_raises_task_failed(router: respx.Router, make: Calla
     assert_no_secret(err.value, zvm)
 
 
-def test_deadline_exceeded_raises_timeout(router: respx.Router, make: Callable[..., ZertoClient],
-                                          fake_time: FakeTime) -> None:
+def test_deadline_exceeded_is_permanent(router: respx.Router, make: Callable[..., ZertoClient],
+                                        fake_time: FakeTime) -> None:
     route = router.get("/v1/tasks/T-1").mock(return_value=httpx.Response(200, json=task_json(1, progress=40)))
-    with pytest.raises(ReplicationTimeout, match="T-1.*30 s.*40%") as err:
+    with pytest.raises(ReplicationDeadlineExceeded, match="T-1.*40%") as err:
         make().wait_task("T-1", timeout_s=30)
-    assert is_transient(err.value)
-    assert fake_time.now == pytest.approx(30)  # never slept past the deadline
+    assert isinstance(err.value, DeadlineExceeded) and not is_transient(err.value)
+    assert fake_time.now == pytest.approx(30, abs=0.1)  # never slept past the deadline
     assert max(fake_time.sleeps) <= 5.0 and fake_time.sleeps[1] > fake_time.sleeps[0]  # backoff, capped
-    assert route.call_count == len(fake_time.sleeps) + 1
+    assert route.call_count == len(fake_time.sleeps)
+
+
+def test_the_earlier_of_deadline_and_timeout_counts(router: respx.Router, make: Callable[..., ZertoClient],
+                                                    fake_time: FakeTime) -> None:
+    router.get("/v1/tasks/T-1").mock(return_value=httpx.Response(200, json=task_json(1)))
+    with pytest.raises(ReplicationDeadlineExceeded, match="drill of acme"):
+        make().wait_task("T-1", timeout_s=600, deadline=Deadline.within(12, label="drill of acme"))
+    assert fake_time.now == pytest.approx(12, abs=0.1)
+    fake_time.now = 0.0
+    with pytest.raises(ReplicationDeadlineExceeded):
+        make().wait_task("T-1", timeout_s=5, deadline=Deadline.within(600))
+    assert fake_time.now == pytest.approx(5, abs=0.1)
+
+
+def test_each_poll_timeout_is_capped_by_the_time_left(router: respx.Router, make: Callable[..., ZertoClient],
+                                                      fake_time: FakeTime) -> None:
+    route = router.get("/v1/tasks/T-1").mock(return_value=httpx.Response(200, json=task_json(1)))
+    with pytest.raises(ReplicationDeadlineExceeded):
+        make(timeout_s=30.0).wait_task("T-1", deadline=Deadline.within(3))
+    timeouts = [c.request.extensions["timeout"]["read"] for c in route.calls]
+    assert timeouts[0] <= 3.0 and timeouts == sorted(timeouts, reverse=True) and timeouts[-1] < 3.0
+
+
+def test_transient_errors_are_retried_only_while_the_deadline_allows(
+        router: respx.Router, make: Callable[..., ZertoClient], fake_time: FakeTime) -> None:
+    route = router.get("/v1/tasks/T-1").mock(return_value=httpx.Response(503, json={"Message": "busy"}))
+    with pytest.raises(ReplicationDeadlineExceeded, match="never answered") as err:
+        make().wait_task("T-1", timeout_s=4)
+    assert isinstance(err.value.__cause__, ReplicationTransientError) and not is_transient(err.value)
+    assert 1 < route.call_count <= 6 and fake_time.now == pytest.approx(4, abs=0.1)
+
+
+def test_an_expired_deadline_polls_nothing(router: respx.Router, make: Callable[..., ZertoClient]) -> None:
+    route = router.get("/v1/tasks/T-1").mock(return_value=httpx.Response(200, json=task_json(6)))
+    with pytest.raises(ReplicationDeadlineExceeded):
+        make().wait_task("T-1", deadline=Deadline.within(-1))
+    assert route.call_count == 0
 
 
 def test_polling_survives_a_transient_blip(router: respx.Router, make: Callable[..., ZertoClient]) -> None:
@@ -301,8 +340,9 @@ def test_polling_survives_a_transient_blip(router: respx.Router, make: Callable[
 
 def test_wait_for_state_deadline(router: respx.Router, make: Callable[..., ZertoClient]) -> None:
     router.get(f"/v1/vpgs/{VPG}").mock(return_value=httpx.Response(200, json=vpg_json(status=0, substatus=1)))
-    with pytest.raises(ReplicationTimeout, match="Initializing/InitialSync"):
+    with pytest.raises(ReplicationDeadlineExceeded, match="Initializing/InitialSync") as err:
         make().wait_for_state(VPG, [GroupState.MEETING_SLA], timeout_s=10)
+    assert not is_transient(err.value)
 
 
 # --- protect -------------------------------------------------------------------------------------------
@@ -410,7 +450,8 @@ def test_client_is_a_replication_provider_and_repr_hides_secrets(make: Callable[
     zvm = make()
     assert isinstance(zvm, ReplicationProvider)
     assert PASSWORD not in repr(zvm) and USER in repr(zvm)
-    assert issubclass(ReplicationTimeout, ReplicationError)
+    assert issubclass(ReplicationDeadlineExceeded, ReplicationError)
+    assert issubclass(ReplicationDeadlineExceeded, DeadlineExceeded)
     with pytest.raises(ValueError):
         ZertoClient(BASE, USER, PASSWORD, auth_style="ntlm")
 
@@ -420,19 +461,13 @@ def test_client_is_a_replication_provider_and_repr_hides_secrets(make: Callable[
 
 
 
-def test_block_defaults_and_from_lab() -> None:
+def test_block_defaults() -> None:
     creds = ZertoCredentials(url=BASE, username=USER, password=PASSWORD)  # type: ignore[arg-type]
     assert creds.verify_tls is True and creds.auth_style == "session"
     assert PASSWORD not in repr(creds) and PASSWORD not in str(creds.model_dump())
     client = creds.get_client()
-    assert isinstance(client, ZertoClient) and client.url == BASE and PASSWORD not in repr(client)
-    state = LabState(lab_dir="/nonexistent", config_path="lab.yaml", replication=ReplicationLab(
-        pid=1, url="http://127.0.0.1:40999", username="zerto-lab", password=PASSWORD,
-        protected_site_name="P", recovery_site_name="R"))
-    lab = ZertoCredentials.from_lab(state, auth_style="keycloak")
-    assert (lab.url, lab.auth_style, lab.password.get_secret_value()) == ("http://127.0.0.1:40999", "keycloak", PASSWORD)
-    with pytest.raises(ValueError):
-        ZertoCredentials.from_lab(LabState(lab_dir="/x", config_path="y"))
+    assert isinstance(client, ZertoClient) and isinstance(client, ReplicationProvider)
+    assert client.url == BASE and PASSWORD not in repr(client)
 
 
 # --- tasks: check, then act -----------------------------------------------------------------------------
@@ -451,7 +486,7 @@ def test_task_commit_failover_is_idempotent(router: respx.Router, creds: ZertoCr
     status = router.get(f"/v1/vpgs/{VPG}").mock(return_value=httpx.Response(200, json=vpg_json(status=5, substatus=15)))
     commit = router.post(f"/v1/vpgs/{VPG}/FailoverCommit").mock(return_value=httpx.Response(200, json="T-5"))
     first = commit_failover.fn(creds, VPG, reverse_protection=True)
-    assert first.changed and first.detail["task_id"] == "T-5" and commit.call_count == 1
+    assert first.changed and first.value().task_id == "T-5" and commit.call_count == 1
     # Committed with reverse protection: the VPG now replicates from the other site.
     status.mock(return_value=httpx.Response(200, json=vpg_json(
         status=0, substatus=6, ProtectedSite={"identifier": PEER}, RecoverySite={"identifier": LOCAL})))
@@ -473,7 +508,8 @@ def test_task_start_failover_and_test_skip_work_under_way(router: respx.Router, 
     router.get("/v1/tasks").mock(return_value=httpx.Response(200, json=[task_json(1, "FailOver")]))
     fo = router.post(f"/v1/vpgs/{VPG}/Failover").mock(return_value=httpx.Response(200, json="T-7"))
     again = start_failover.fn(creds, VPG)
-    assert not again.changed and again.detail["task_id"] == "T-1" and fo.call_count == 0
+    assert not again.changed and again.value().task_id == "T-1" and fo.call_count == 0
+    assert again.value().task is not None and again.value().task.kind == OperationKind.FAILOVER
 
     test = {"RunningFailOverTestApi": {"StartTime": "2026-01-01T00:00:00Z"}}
     router.get(f"/v1/vpgs/{VPG}").mock(return_value=httpx.Response(200, json=vpg_json(ActiveProcessesApi=test)))
@@ -482,7 +518,7 @@ def test_task_start_failover_and_test_skip_work_under_way(router: respx.Router, 
     assert not start_failover_test.fn(creds, VPG).changed and ft.call_count == 0
     stop = router.post(f"/v1/vpgs/{VPG}/FailoverTestStop").mock(return_value=httpx.Response(200, json="T-9"))
     stopped = stop_failover_test.fn(creds, VPG, summary="ok")
-    assert stopped.changed and stopped.detail["task_id"] == "T-9"
+    assert stopped.changed and stopped.value().task_id == "T-9"
     assert b'"FailoverTestSummary":"ok"' in stop.calls[0].request.content.replace(b" ", b"")
 
 
@@ -495,7 +531,40 @@ def test_task_tag_checkpoint_and_dry_run(router: respx.Router, creds: ZertoCrede
         {"CheckpointIdentifier": "42", "TimeStamp": "2026-01-01T00:00:05.000Z", "Tag": "pre-drill"}]))
     tag = router.post(f"/v1/vpgs/{VPG}/Checkpoints").mock(return_value=httpx.Response(200))
     found = tag_checkpoint.fn(creds, VPG, "pre-drill")
-    assert not found.changed and found.detail["checkpoint_id"] == "42"
+    assert not found.changed and found.value().id == "42"
     planned = tag_checkpoint.fn(creds, VPG, "pre-failover", dry_run=True)
     assert planned.changed and planned.diff == ["+ checkpoint pre-failover"] and tag.call_count == 0
     assert wait_for_replication_task.fn(creds, None).detail == {"state": "none"}
+
+
+def test_running_operation_maps_zerto_task_types(router: respx.Router, make: Callable[..., ZertoClient]) -> None:
+    router.get(f"/v1/vpgs/{VPG}").mock(return_value=httpx.Response(200, json=vpg_json()))
+    router.get("/v1/tasks").mock(return_value=httpx.Response(200, json=[
+        task_json(6, "FailOverTest"), task_json(1, "StopFailOverTest"), task_json(1, "MoveCommit")]))
+    zvm = make()
+    assert zvm.running_operation(VPG, OperationKind.TEST) is None  # completed, not running
+    stop = zvm.running_operation(VPG, OperationKind.STOP_TEST)
+    assert stop is not None and stop.kind == OperationKind.STOP_TEST and stop.type == "StopFailOverTest"
+    assert zvm.running_operation(VPG, OperationKind.COMMIT) is not None
+    assert zvm.running_operation(VPG, OperationKind.FAILOVER) is None
+    router.get("/v1/vpgs").mock(return_value=httpx.Response(200, json=[]))
+    assert zvm.running_operation("no-such-vpg", OperationKind.TEST) is None
+
+
+def test_group_reports_commit_phase_and_direction_neutrally(router: respx.Router,
+                                                            make: Callable[..., ZertoClient]) -> None:
+    route = router.get(f"/v1/vpgs/{VPG}").mock(return_value=httpx.Response(200, json=vpg_json(status=5, substatus=15)))
+    group = make().status(VPG)
+    assert group.awaiting_commit and not group.committing and not group.reversed and not group.failover_committed
+    route.mock(return_value=httpx.Response(200, json=vpg_json(status=5, substatus=14)))
+    assert make().status(VPG).committing
+    route.mock(return_value=httpx.Response(200, json=vpg_json(
+        status=0, substatus=6, ProtectedSite={"identifier": PEER}, RecoverySite={"identifier": LOCAL})))
+    group = make().status(VPG)
+    assert group.reversed and group.failover_committed and not group.awaiting_commit
+
+
+def test_unprotect_of_a_missing_group_is_none(router: respx.Router, make: Callable[..., ZertoClient]) -> None:
+    router.get("/v1/vpgs").mock(return_value=httpx.Response(200, json=[]))
+    delete = router.delete(f"/v1/vpgs/{VPG}").mock(return_value=httpx.Response(200, json="T-1"))
+    assert make().unprotect("acme-gone") is None and delete.call_count == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ from draas.clients.vcenter import (
     VCenterConnectionFailed,
     VCenterObjectNotFound,
     VCenterOperationFailed,
+    VCenterSessionExpired,
     VCenterTaskFailed,
     VCenterTimeout,
     VCenterTLSError,
@@ -35,6 +37,7 @@ from draas.clients.vcenter import (
     pyvmomi_connect,
     split_path,
 )
+from draas.deadline import DeadlineExceeded
 from draas.errors import is_transient
 from draas.models.vcenter import (
     GuestCustomization,
@@ -43,7 +46,7 @@ from draas.models.vcenter import (
     ResourceAllocation,
     VCenterChange,
 )
-from lab.state import LabState, VCenterSite
+from lab.state import LabState, VCenterSite, site_profile
 from tasks.common import RETRY_POLICY, retry_transient
 
 PASSWORD = "s3cret-Pa55"
@@ -172,14 +175,14 @@ def test_task_failing_with_a_transient_fault_is_transient() -> None:
         c._wait(vim.Task("task-1"), "power on")
 
 
-def test_task_deadline_is_a_transient_timeout() -> None:
+def test_task_deadline_is_permanent_and_never_retried() -> None:
     c, pc = polling_client([{"info.state": "running"}])
     started = time.monotonic()
     with pytest.raises(VCenterTimeout, match="task still running after 0.2 s") as err:
         c._wait(vim.Task("task-1"), "clone", timeout=0.2)
     elapsed = time.monotonic() - started
     assert 0.2 <= elapsed < 0.6 and pc.calls >= 3  # polled several times, did not sleep it out
-    assert is_transient(err.value)
+    assert not is_transient(err.value) and isinstance(err.value, DeadlineExceeded)
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -281,16 +284,16 @@ def test_block_defaults_are_safe_and_secret_is_hidden() -> None:
     assert c.params.password.get_secret_value() == PASSWORD
 
 
-def test_block_from_lab() -> None:
+def test_block_from_the_labs_site_profile() -> None:
     site = VCenterSite(site="recovery", port=40123, username="administrator@vsphere.local", password=PASSWORD,
                        datacenter="Recovery-DC", cluster="DR-Cluster", datastores=["dr-ds-01"],
                        dvswitch="dvs-recovery", pid=1)
     state = LabState(lab_dir="/nonexistent", config_path="lab.yaml", vcenter={"recovery": site})
-    creds = VCenterCredentials.from_lab(state, "recovery")
+    profile = site_profile(state)["vcenter"]
+    creds = VCenterCredentials(**profile["recovery"]["credentials"])
     assert (creds.host, creds.port, creds.protocol, creds.datacenter) == ("127.0.0.1", 40123, "http", "Recovery-DC")
-    assert creds.password.get_secret_value() == PASSWORD
-    with pytest.raises(ValueError, match="no 'protected' vCenter"):
-        VCenterCredentials.from_lab(state, "protected")
+    assert creds.password.get_secret_value() == PASSWORD and PASSWORD not in repr(creds)
+    assert "protected" not in profile
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -340,7 +343,7 @@ def test_task_maps_change_to_step_result(fake: FakeClient) -> None:
     assert fake.entered == fake.exited == 1
 
 
-def test_task_lets_transient_errors_through_for_retry(fake: FakeClient) -> None:
+def test_task_lets_errors_through_and_closes_its_session(fake: FakeClient) -> None:
     with pytest.raises(VCenterTimeout):
         vc_tasks.power_on_vm.fn(CREDS, "broken")
     assert fake.exited == 1  # session closed even on error
@@ -356,8 +359,137 @@ def test_every_vcenter_task_retries_only_transient_errors_and_never_caches() -> 
 
 
 @pytest.mark.parametrize(("exc", "retried"), [
-    (VCenterTimeout("x"), True), (VCenterConnectionFailed("x"), True),
+    (VCenterTimeout("x"), False), (VCenterConnectionFailed("x"), True),
     (VCenterAuthFailed("x"), False), (VCenterTaskFailed("x", "FileNotFound"), False)])
 def test_retry_condition(exc: Exception, retried: bool) -> None:
     state = SimpleNamespace(result=lambda: (_ for _ in ()).throw(exc))
     assert retry_transient(None, None, state) is retried
+
+
+# -- session renewal ---------------------------------------------------------------------------
+
+
+class FakeServer:
+    """A vCenter's session table: a session it terminated answers NotAuthenticated."""
+
+    def __init__(self, refuse_all: bool = False) -> None:
+        self.sessions: set[int] = set()
+        self.logins = 0
+        self.logouts = 0
+        self.refuse_all = refuse_all
+        self.lock = threading.Lock()
+
+    def connect(self, params: ConnectParams) -> Any:
+        with self.lock:
+            self.logins += 1
+            key = self.logins
+            self.sessions.add(key)
+        time.sleep(0.02)  # a login takes a moment: racing threads overlap
+        server = self
+
+        class Events:
+            def QueryEvents(self, spec: Any) -> list[Any]:  # noqa: N802 - the vSphere API's name
+                if server.refuse_all or key not in server.sessions:
+                    raise vim.fault.NotAuthenticated(object=vim.view.ViewManager("ViewManager"))
+                return []
+
+        class Collector:
+            def RetrievePropertiesEx(self, specs: list[Any], options: Any) -> Any:  # noqa: N802 - vSphere's name
+                # Like vcsim: no error without a session, every property in missingSet instead.
+                alive = not server.refuse_all and key in server.sessions
+                objects = [SimpleNamespace(
+                    obj=o.obj, propSet=[],
+                    missingSet=[] if alive else [
+                        SimpleNamespace(path=path, fault=vim.fault.NotAuthenticated())  # as pyVmomi gives it
+                        for path in specs[0].propSet[0].pathSet])
+                    for o in specs[0].objectSet]
+                return SimpleNamespace(objects=objects, token=None)
+
+        content = SimpleNamespace(eventManager=Events(), propertyCollector=Collector(),
+                                  customFieldsManager=vim.CustomFieldsManager("CustomFieldsManager"))
+        return SimpleNamespace(key=key, RetrieveContent=lambda: content)
+
+    def disconnect(self, si: Any) -> None:
+        self.logouts += 1
+        self.sessions.discard(si.key)
+
+    def terminate_all(self) -> None:
+        self.sessions.clear()
+
+
+def renewing_client(monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> VCenterClient:
+    monkeypatch.setattr(VCenterClient, "_find_datacenter", lambda self: vim.Datacenter("datacenter-2"))
+    return VCenterClient("vc", 443, "svc", PASSWORD, datacenter="DC", connect=server.connect,
+                         disconnect=server.disconnect)
+
+
+def test_a_session_terminated_server_side_is_renewed_and_the_call_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeServer()
+    before = VCenterClient.login_count()
+    with renewing_client(monkeypatch, server) as c:
+        assert c.query_events() == [] and server.logins == 1
+        server.terminate_all()  # idle timeout, an administrator, SessionManager.Logout
+        assert c.query_events() == []
+        assert server.logins == 2 and len(server.sessions) == 1
+        assert c.query_events() == [] and server.logins == 2  # the new session is kept
+    assert VCenterClient.login_count() - before == 2 == VCenterClient.logins - before
+    assert server.sessions == set()  # logged out at the end
+
+
+def test_property_reads_on_a_dead_session_renew_instead_of_reading_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeServer()
+    with renewing_client(monkeypatch, server) as c:
+        assert c.get_attributes("datacenter", "DC") == {} and server.logins == 1
+        server.terminate_all()
+        # vcsim answers property reads of a dead session with a missingSet, not a fault: an
+        # object must not look empty (or absent) just because the session expired.
+        assert c.get_attributes("datacenter", "DC") == {}
+        assert server.logins == 2
+
+
+def test_not_authenticated_right_after_a_fresh_login_is_a_permanent_auth_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeServer(refuse_all=True)
+    c = renewing_client(monkeypatch, server)
+    with pytest.raises(VCenterAuthFailed, match="refused the session again right after a fresh login") as err:
+        c.query_events()
+    assert server.logins == 2  # one renewal, no loop
+    assert not is_transient(err.value) and PASSWORD not in str(err.value)
+
+
+def test_threads_sharing_an_expired_session_wait_for_one_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeServer()
+    c = renewing_client(monkeypatch, server).open()
+    server.terminate_all()
+    start = threading.Barrier(12)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            start.wait(timeout=5)
+            c.query_events()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not errors
+    assert server.logins == 2  # the first login and exactly one renewal
+
+
+def test_expired_session_is_transient_when_driven_directly() -> None:
+    with pytest.raises(VCenterSessionExpired) as err, client()._calling("list VMs"):
+        raise vim.fault.NotAuthenticated()
+    assert is_transient(err.value)
+
+
+def test_every_public_method_renews_sessions() -> None:
+    public = [name for name, value in vars(VCenterClient).items()
+              if not name.startswith("_") and callable(value) and name not in ("open", "close")]
+    assert len(public) >= 25
+    assert all(getattr(getattr(VCenterClient, name), "renews_session", False) for name in public), public
+    assert not hasattr(VCenterClient.open, "renews_session")
+    assert VCenterClient.thread_safe is True

@@ -3,6 +3,7 @@
 from draas.clients.replication.base import (
     ReplicationAuthFailed,
     ReplicationCommitFailed,
+    ReplicationDeadlineExceeded,
     ReplicationError,
     ReplicationFailoverFailed,
     ReplicationFailoverTestFailed,
@@ -13,17 +14,19 @@ from draas.clients.replication.base import (
     ReplicationResponseError,
     ReplicationRollbackFailed,
     ReplicationTaskFailed,
-    ReplicationTimeout,
     ReplicationTransientError,
 )
 from draas.clients.replication.models import (
     FailoverOptions,
+    GroupOperation,
     GroupState,
     IpSettings,
     NicMapping,
+    OperationKind,
     ProtectionSpec,
     ProtectResult,
     RecoveryPoint,
+    RecoveryPoints,
     ReplicationGroup,
     ReplicationTask,
     TaskState,
@@ -32,10 +35,11 @@ from draas.clients.replication.models import (
 from draas.clients.replication.zerto import ZertoClient
 
 __all__ = [
-    "FailoverOptions", "GroupState", "IpSettings", "NicMapping", "ProtectResult", "ProtectionSpec",
-    "RecoveryPoint", "ReplicationAuthFailed", "ReplicationCommitFailed", "ReplicationError",
-    "ReplicationFailoverFailed", "ReplicationFailoverTestFailed", "ReplicationGroup", "ReplicationNotFound",
-    "ReplicationProtectFailed", "ReplicationProvider", "ReplicationRequestRejected", "ReplicationResponseError",
-    "ReplicationRollbackFailed", "ReplicationTask", "ReplicationTaskFailed", "ReplicationTimeout",
-    "ReplicationTransientError", "TaskState", "VmProtection", "ZertoClient",
+    "FailoverOptions", "GroupOperation", "GroupState", "IpSettings", "NicMapping", "OperationKind",
+    "ProtectResult", "ProtectionSpec", "RecoveryPoint", "RecoveryPoints", "ReplicationAuthFailed",
+    "ReplicationCommitFailed", "ReplicationDeadlineExceeded", "ReplicationError", "ReplicationFailoverFailed",
+    "ReplicationFailoverTestFailed", "ReplicationGroup", "ReplicationNotFound", "ReplicationProtectFailed",
+    "ReplicationProvider", "ReplicationRequestRejected", "ReplicationResponseError", "ReplicationRollbackFailed",
+    "ReplicationTask", "ReplicationTaskFailed", "ReplicationTransientError", "TaskState", "VmProtection",
+    "ZertoClient",
 ]

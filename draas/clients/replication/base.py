@@ -9,8 +9,10 @@ become further subclasses.
 Exceptions::
 
     ReplicationError (DraasError)
-    ├── ReplicationTransientError (TransientError)   HTTP 5xx / 429, timeout, connection lost
-    │   └── ReplicationTimeout                       deadline passed before a task or group got there
+    ├── ReplicationTransientError (TransientError)   HTTP 5xx / 429, an HTTP call timed out, connection lost
+    ├── ReplicationDeadlineExceeded (DeadlineExceeded, permanent)
+    │                                                a wait's deadline passed before the task or group got
+    │                                                there; never retried (the work may still finish)
     ├── ReplicationAuthFailed (PermanentError)        credentials refused, or 401 again right after login
     ├── ReplicationRequestRejected (PermanentError)   HTTP 4xx: the manager refused the request
     │   └── ReplicationNotFound                      HTTP 404, or no such group / VM / network
@@ -21,6 +23,12 @@ Exceptions::
         ├── ReplicationFailoverFailed
         ├── ReplicationCommitFailed
         └── ReplicationRollbackFailed
+
+Waits (:meth:`ReplicationProvider.wait_task`, :meth:`ReplicationProvider.wait_for_state`) take an
+absolute :class:`~draas.deadline.Deadline`; transient errors while polling are retried inside
+the wait only while the deadline allows, and each HTTP call's own timeout is capped by the
+time left. Operations are named by :class:`OperationKind`; mapping them to a product's task
+types is the adapter's business.
 
 Messages name the operation and endpoint; they never contain passwords or session tokens.
 """
@@ -36,13 +44,18 @@ from typing import Self
 from draas.clients.replication.models import (
     FailoverOptions,
     GroupState,
+    OperationKind,
     ProtectionSpec,
     ProtectResult,
     RecoveryPoint,
     ReplicationGroup,
     ReplicationTask,
 )
+from draas.deadline import Deadline, DeadlineExceeded
 from draas.errors import DraasError, PermanentError, TransientError
+
+#: How long a wait lasts when the caller gives neither a deadline nor a timeout.
+DEFAULT_WAIT_S = 600.0
 
 
 class ReplicationError(DraasError):
@@ -53,8 +66,11 @@ class ReplicationTransientError(ReplicationError, TransientError):
     """Worth retrying: the manager is busy, restarting, or did not answer in time."""
 
 
-class ReplicationTimeout(ReplicationTransientError):
-    """A task or group did not reach the awaited state before the deadline (it may still get there)."""
+class ReplicationDeadlineExceeded(ReplicationError, DeadlineExceeded):
+    """A task or group did not get where it was awaited before the deadline. Permanent: never retried.
+
+    The work may still finish on the manager; the caller decides (look again, roll back, report).
+    """
 
 
 class ReplicationAuthFailed(ReplicationError, PermanentError):
@@ -124,12 +140,21 @@ class ReplicationProvider(ABC):
     # --- protection ---------------------------------------------------------------------
 
     @abstractmethod
-    def protect(self, spec: ProtectionSpec, timeout_s: float = 300.0) -> ProtectResult:
-        """Create the group, or bring an existing one of that name in line with ``spec``."""
+    def plan_protect(self, spec: ProtectionSpec) -> list[str]:
+        """What :meth:`protect` would change (empty: nothing); changes nothing itself."""
 
     @abstractmethod
-    def unprotect(self, group: str, force: bool = False) -> ReplicationTask:
-        """Remove the group (``force``: even while a test or failover is under way)."""
+    def protect(self, spec: ProtectionSpec, timeout_s: float | None = None, *,
+                deadline: Deadline | None = None) -> ProtectResult:
+        """Create the group, or bring an existing one of that name in line with ``spec``; waits for it."""
+
+    @abstractmethod
+    def unprotect(self, group: str, force: bool = False) -> ReplicationTask | None:
+        """Remove the group (``force``: even while a test or failover is under way); None when it is gone."""
+
+    @abstractmethod
+    def list_groups(self) -> list[ReplicationGroup]:
+        """Every group the manager knows."""
 
     @abstractmethod
     def find_group(self, name: str) -> ReplicationGroup | None:
@@ -137,7 +162,7 @@ class ReplicationProvider(ABC):
 
     @abstractmethod
     def status(self, group: str) -> ReplicationGroup:
-        """The group's status and actual RPO (``group`` is its id or name)."""
+        """The group's status and actual RPO (``group`` is its id or name); ReplicationNotFound if none."""
 
     @abstractmethod
     def recovery_points(self, group: str, since: datetime | None = None,
@@ -175,13 +200,27 @@ class ReplicationProvider(ABC):
     def reverse(self, group: str) -> ReplicationTask | None:
         """Protect the group from the recovery site back to the protected one (None: already so)."""
 
-    # --- waiting ------------------------------------------------------------------------
+    # --- operations and waiting ---------------------------------------------------------
 
     @abstractmethod
-    def wait_task(self, task: str | ReplicationTask, timeout_s: float = 600.0) -> ReplicationTask:
-        """Poll until the task ends; Completed returns it, Failed raises, the deadline raises."""
+    def running_operation(self, group: str, kind: OperationKind) -> ReplicationTask | None:
+        """The operation of ``kind`` under way on the group, if any (so a retried step does not start it twice)."""
 
     @abstractmethod
-    def wait_for_state(self, group: str, states: Iterable[GroupState],
-                       timeout_s: float = 600.0) -> ReplicationGroup:
-        """Poll the group until it is in one of ``states``."""
+    def wait_task(self, task: str | ReplicationTask, timeout_s: float | None = None, *,
+                  deadline: Deadline | None = None) -> ReplicationTask:
+        """Poll until the task ends: Completed returns it, Failed raises ReplicationTaskFailed, and
+        passing the deadline (the earlier of ``deadline`` and ``timeout_s`` from now) raises
+        ReplicationDeadlineExceeded."""
+
+    @abstractmethod
+    def wait_for_state(self, group: str, states: Iterable[GroupState], timeout_s: float | None = None, *,
+                       deadline: Deadline | None = None) -> ReplicationGroup:
+        """Poll the group until it is in one of ``states``; the deadline raises ReplicationDeadlineExceeded."""
+
+
+def wait_limit(deadline: Deadline | None, timeout_s: float | None, what: str) -> Deadline:
+    """The deadline of a wait: ``deadline``, ``timeout_s`` from now, the earlier of both, or the default."""
+    if deadline is None and timeout_s is None:
+        timeout_s = DEFAULT_WAIT_S
+    return Deadline.of(deadline, timeout_s, label=what)

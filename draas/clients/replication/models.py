@@ -42,6 +42,20 @@ class TaskState(IntEnum):
         return self in (TaskState.FAILED, TaskState.STOPPED, TaskState.COMPLETED)
 
 
+class OperationKind(str, Enum):
+    """What an asynchronous operation of the replication manager does, whatever the product calls it."""
+
+    PROTECT = "protect"  # create or update a group
+    UNPROTECT = "unprotect"  # remove a group
+    TEST = "test"  # start a test recovery
+    STOP_TEST = "stop_test"
+    FAILOVER = "failover"  # unplanned recovery
+    MOVE = "move"  # planned migration
+    COMMIT = "commit"  # make a failover or move final
+    ROLLBACK = "rollback"  # undo a failover or move awaiting commit
+    OTHER = "other"
+
+
 class IpSettings(BaseModel):
     """Re-IP of one NIC at recovery (static address, or DHCP)."""
 
@@ -152,15 +166,21 @@ class ReplicationGroup(BaseModel):
     recovery_site_id: str | None = None
     test_running: bool = False
     last_test: datetime | None = None
+    awaiting_commit: bool = Field(default=False, description="recovered VMs exist; the operation waits for "
+                                                              "commit or rollback")
+    committing: bool = Field(default=False, description="a commit of a failover or move is under way")
+    reversed: bool = Field(default=False, description="protected from the original recovery site back to the "
+                                                      "original protected site (a failover was committed with "
+                                                      "reverse protection)")
 
     @property
     def replicating(self) -> bool:
         return self.state in (GroupState.MEETING_SLA, GroupState.NOT_MEETING_SLA)
 
     @property
-    def awaiting_commit(self) -> bool:
-        """Recovered VMs exist and the operation waits for commit or rollback."""
-        return self.substatus in ("FailingOverBeforeCommit", "MovingBeforeCommit")
+    def failover_committed(self) -> bool:
+        """A failover or move of this group was made final (not rolled back)."""
+        return self.state == GroupState.RECOVERED or self.reversed
 
 
 class RecoveryPoint(BaseModel):
@@ -176,7 +196,8 @@ class ReplicationTask(BaseModel):
     """An asynchronous operation of the replication manager."""
 
     id: str
-    type: str = ""
+    type: str = Field(default="", description="the product's task type, e.g. FailOverTest")
+    kind: OperationKind | None = None
     state: TaskState
     progress: int = 0
     started: datetime | None = None
@@ -208,3 +229,23 @@ class ProtectResult(BaseModel):
     changed: bool
     diff: list[str] = Field(default_factory=list)
     task: ReplicationTask | None = None
+
+
+class GroupOperation(BaseModel):
+    """Payload of the replication tasks: the group as the step saw it, and the operation it started,
+    found under way, or waited for (``task``; None when nothing had to be done)."""
+
+    group: ReplicationGroup | None = None
+    task: ReplicationTask | None = None
+
+    @property
+    def task_id(self) -> str | None:
+        return self.task.id if self.task else None
+
+
+class RecoveryPoints(BaseModel):
+    """Payload of ``list_recovery_points``: the journal, oldest first, and the points worth naming."""
+
+    points: list[RecoveryPoint] = Field(default_factory=list)
+    latest: RecoveryPoint | None = None
+    latest_app_consistent: RecoveryPoint | None = None

@@ -5,7 +5,9 @@ Authentication is either the classic session (``POST /v1/session/add`` with Basi
 bearer token). A 401 on any call triggers exactly one new login and one retry of that call.
 Groups are VPGs, created and edited through ``vpgSettings`` + ``commit``; recovery points are
 checkpoints; every action returns a task that :meth:`ZertoClient.wait_task` polls until a
-terminal state or a deadline. ``transport=`` takes any httpx transport (respx in unit tests).
+terminal state or a deadline (each poll's HTTP timeout capped by the time left). Zerto's task
+types map to the neutral :class:`OperationKind` here and nowhere else. ``transport=`` takes
+any httpx transport (respx in unit tests).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from draas.clients.replication.base import (
     ReplicationAuthFailed,
     ReplicationCommitFailed,
+    ReplicationDeadlineExceeded,
     ReplicationError,
     ReplicationFailoverFailed,
     ReplicationFailoverTestFailed,
@@ -33,14 +36,15 @@ from draas.clients.replication.base import (
     ReplicationResponseError,
     ReplicationRollbackFailed,
     ReplicationTaskFailed,
-    ReplicationTimeout,
     ReplicationTransientError,
+    wait_limit,
 )
 from draas.clients.replication.models import (
     FailoverOptions,
     GroupState,
     InventoryItem,
     IpSettings,
+    OperationKind,
     ProtectionSpec,
     ProtectResult,
     RecoveryPoint,
@@ -50,12 +54,13 @@ from draas.clients.replication.models import (
     TaskState,
     VmProtection,
 )
+from draas.deadline import Deadline
 
 M = TypeVar("M", bound=BaseModel)
 
-#: Used when the ZVM has no ``/v1/vpgs/statuses`` (older versions): ZVM 9.x order.
+#: Used when the ZVM has no ``/v1/vpgs/statuses`` (older versions): the documented API v1 order.
 DEFAULT_STATUSES = [
-    "Initializing", "MeetingSLA", "NotMeetingSLA", "RpoNotMeetingSLA", "HistoryNotMeetingSLA",
+    "Initializing", "MeetingSLA", "NotMeetingSLA", "HistoryNotMeetingSLA", "RpoNotMeetingSLA",
     "FailingOver", "Moving", "Deleting", "Recovered",
 ]
 DEFAULT_SUBSTATUSES = [
@@ -83,20 +88,39 @@ SHUTDOWN_POLICY = {"none": 0, "graceful": 1, "force": 2}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
-def _failure_class(task_type: str) -> type[ReplicationTaskFailed]:
-    """The operation-specific error for a failed task, from the ZVM's task type."""
-    t = task_type.lower()
-    if "test" in t:
-        return ReplicationFailoverTestFailed
-    if "commit" in t:
-        return ReplicationCommitFailed
-    if "rollback" in t:
-        return ReplicationRollbackFailed
-    if "failover" in t or "move" in t:
-        return ReplicationFailoverFailed
-    if "protectiongroup" in t or "vpg" in t:
-        return ReplicationProtectFailed
-    return ReplicationTaskFailed
+#: Zerto task types (``GET /v1/tasks`` ``Type``, lower case) and the action names we post, by operation.
+TASK_TYPES: dict[OperationKind, tuple[str, ...]] = {
+    OperationKind.PROTECT: ("createprotectiongroup", "updateprotectiongroup", "forceupdateprotectiongroup"),
+    OperationKind.UNPROTECT: ("removeprotectiongroup", "forceremoveprotectiongroup", "forcekillprotectiongroup"),
+    OperationKind.TEST: ("failovertest",),
+    OperationKind.STOP_TEST: ("stopfailovertest", "failoverteststop"),
+    OperationKind.FAILOVER: ("failover", "failoverbeforecommit"),
+    OperationKind.MOVE: ("move", "movebeforecommit"),
+    OperationKind.COMMIT: ("failovercommit", "movecommit"),
+    OperationKind.ROLLBACK: ("failoverrollback", "moverollback"),
+}
+_KIND_OF_TYPE = {t: kind for kind, types in TASK_TYPES.items() for t in types}
+_FAILURE_OF_KIND: dict[OperationKind, type[ReplicationTaskFailed]] = {
+    OperationKind.PROTECT: ReplicationProtectFailed,
+    OperationKind.TEST: ReplicationFailoverTestFailed,
+    OperationKind.STOP_TEST: ReplicationFailoverTestFailed,
+    OperationKind.FAILOVER: ReplicationFailoverFailed,
+    OperationKind.MOVE: ReplicationFailoverFailed,
+    OperationKind.COMMIT: ReplicationCommitFailed,
+    OperationKind.ROLLBACK: ReplicationRollbackFailed,
+}
+#: Smallest HTTP timeout of a poll near its deadline (a zero timeout would fail at once).
+MIN_CALL_TIMEOUT_S = 0.05
+
+
+def operation_kind(task_type: str) -> OperationKind:
+    """The neutral operation of a Zerto task type (``OTHER`` for types the product does not start)."""
+    return _KIND_OF_TYPE.get(task_type.lower(), OperationKind.OTHER)
+
+
+def _failure_class(kind: OperationKind | None) -> type[ReplicationTaskFailed]:
+    """The operation-specific error for a failed task."""
+    return _FAILURE_OF_KIND.get(kind or OperationKind.OTHER, ReplicationTaskFailed)
 
 
 def _ts(value: Any) -> datetime | None:
@@ -148,6 +172,8 @@ class ZertoClient(ReplicationProvider):
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.auth_style = auth_style
         self.keycloak_client_id = keycloak_client_id
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.app_consistent_tags = {t.lower() for t in app_consistent_tags}
@@ -188,8 +214,18 @@ class ZertoClient(ReplicationProvider):
             return {"x-zerto-session": self._token.get_secret_value()}
         return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP exchange; transport problems become ReplicationTransientError."""
+    def _timeout(self, limit_s: float | None) -> httpx.Timeout | None:
+        """The HTTP timeout of one call that must end within ``limit_s`` seconds (None: the client's)."""
+        if limit_s is None:
+            return None
+        cap = max(MIN_CALL_TIMEOUT_S, limit_s)
+        return httpx.Timeout(min(self.timeout_s, cap), connect=min(self.connect_timeout_s, cap))
+
+    def _send(self, method: str, path: str, limit_s: float | None = None, **kwargs: Any) -> httpx.Response:
+        """One HTTP exchange (within ``limit_s`` when given); transport problems become ReplicationTransientError."""
+        timeout = self._timeout(limit_s)
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -213,20 +249,21 @@ class ZertoClient(ReplicationProvider):
                 text = text.replace(secret.get_secret_value(), "********")
         return text
 
-    def login(self) -> None:
+    def login(self, limit_s: float | None = None) -> None:
         """Open a session or get a bearer token (done lazily by every call)."""
         pwd = self._password.get_secret_value()
         if self.auth_style == "session":
             path = "/v1/session/add"
-            resp = self._send("POST", path, auth=(self.username, pwd), json={"AuthenticationMethod": 1})
+            resp = self._send("POST", path, limit_s, auth=(self.username, pwd), json={"AuthenticationMethod": 1})
             self._raise_for_login(resp, path)
             token = resp.headers.get("x-zerto-session")
             if not token:
                 raise ReplicationResponseError(f"POST {path}: no x-zerto-session header in the answer")
         else:
             path = "/auth/realms/zerto/protocol/openid-connect/token"
-            resp = self._send("POST", path, data={"grant_type": "password", "client_id": self.keycloak_client_id,
-                                                   "username": self.username, "password": pwd})
+            resp = self._send("POST", path, limit_s, data={"grant_type": "password",
+                                                            "client_id": self.keycloak_client_id,
+                                                            "username": self.username, "password": pwd})
             self._raise_for_login(resp, path)
             try:
                 token = resp.json()["access_token"]
@@ -243,21 +280,23 @@ class ZertoClient(ReplicationProvider):
         if resp.status_code >= 300:
             raise ReplicationResponseError(f"POST {path}: unexpected HTTP {resp.status_code}")
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                limit_s: float | None = None) -> Any:
         """Call the API; returns the decoded JSON (None for an empty body).
 
-        Logs in when needed; on 401 logs in again once and repeats the call once.
+        Logs in when needed; on 401 logs in again once and repeats the call once. ``limit_s``
+        caps each HTTP exchange's timeout (a wait passes the time left before its deadline).
         """
         if self._token is None:
-            self.login()
+            self.login(limit_s)
         kwargs: dict[str, Any] = {"params": params}
         if json is not None:
             kwargs["json"] = json
-        resp = self._send(method, path, headers=self._auth_headers(), **kwargs)
+        resp = self._send(method, path, limit_s, headers=self._auth_headers(), **kwargs)
         if resp.status_code == 401:
             self._token = None
-            self.login()
-            resp = self._send(method, path, headers=self._auth_headers(), **kwargs)
+            self.login(limit_s)
+            resp = self._send(method, path, limit_s, headers=self._auth_headers(), **kwargs)
             if resp.status_code == 401:
                 raise ReplicationAuthFailed(f"{method} {path}: unauthorized again right after a new login")
         self._raise_for_status(resp, method, path)
@@ -388,6 +427,9 @@ class ZertoClient(ReplicationProvider):
         status = statuses[code] if isinstance(code, int) and 0 <= code < len(statuses) else str(code)
         substatus = subs[sub] if isinstance(sub, int) and 0 <= sub < len(subs) else str(sub)
         test = ((data.get("ActiveProcessesApi") or {}).get("RunningFailOverTestApi"))
+        protected = (data.get("ProtectedSite") or {}).get("identifier")
+        # Reversed: replicating from the site this ZVM would recover to (a committed reverse protection).
+        reversed_ = bool(protected) and str(protected).lower() != self.local_site().id.lower()
         try:
             return ReplicationGroup(
                 id=str(data["VpgIdentifier"]), name=str(data.get("VpgName", "")),
@@ -398,9 +440,12 @@ class ZertoClient(ReplicationProvider):
                 configured_rpo_s=int(data.get("ConfiguredRpoSeconds") or 0),
                 vm_count=int(data.get("VmsCount") or 0),
                 progress_percent=int(data.get("ProgressPercentage") or 0),
-                protected_site_id=(data.get("ProtectedSite") or {}).get("identifier"),
+                protected_site_id=protected,
                 recovery_site_id=(data.get("RecoverySite") or {}).get("identifier"),
                 test_running=bool(test), last_test=_ts(data.get("LastTest")),
+                awaiting_commit=substatus in ("FailingOverBeforeCommit", "MovingBeforeCommit"),
+                committing=substatus in ("FailingOverCommitting", "MovingCommitting"),
+                reversed=reversed_,
             )
         except (ValueError, TypeError, ValidationError):
             raise ReplicationResponseError(f"{endpoint}: unexpected VPG fields") from None
@@ -419,10 +464,11 @@ class ZertoClient(ReplicationProvider):
                 return self._group(data, ep)
         return None
 
-    def status(self, group: str) -> ReplicationGroup:
+    def status(self, group: str, limit_s: float | None = None) -> ReplicationGroup:
         if _UUID.match(group):
             try:
-                return self._group(self.request("GET", f"/v1/vpgs/{group}"), f"GET /v1/vpgs/{group}")
+                return self._group(self.request("GET", f"/v1/vpgs/{group}", limit_s=limit_s),
+                                   f"GET /v1/vpgs/{group}")
             except ReplicationNotFound:
                 pass  # a VPG may be named like an id; try the name
         found = self.find_group(group)
@@ -447,7 +493,10 @@ class ZertoClient(ReplicationProvider):
             return [f"+ vpg {spec.name} ({len(spec.vms)} VMs, RPO {spec.rpo_seconds} s)"]
         return self._diff(existing, spec)
 
-    def protect(self, spec: ProtectionSpec, timeout_s: float = 300.0) -> ProtectResult:
+    def protect(self, spec: ProtectionSpec, timeout_s: float | None = None, *,
+                deadline: Deadline | None = None) -> ProtectResult:
+        limit = wait_limit(deadline, timeout_s if timeout_s is not None or deadline is not None else 300.0,
+                           f"protect {spec.name}")
         existing = self.find_group(spec.name)
         if existing is not None:
             diff = self._diff(existing, spec)
@@ -476,7 +525,7 @@ class ZertoClient(ReplicationProvider):
             except ReplicationError:
                 pass
             raise
-        task = self.wait_task(task_id, timeout_s)
+        task = self.wait_task(task_id, deadline=limit)
         group = self.status(task.group_ids[0]) if task.group_ids else self.find_group(spec.name)
         if group is None:
             raise ReplicationProtectFailed(f"VPG {spec.name!r} not found after its commit task completed", task)
@@ -576,8 +625,11 @@ class ZertoClient(ReplicationProvider):
         entry["Nics"] = nics
         return entry
 
-    def unprotect(self, group: str, force: bool = False) -> ReplicationTask:
-        vpg_id = self._vpg_id(group)
+    def unprotect(self, group: str, force: bool = False) -> ReplicationTask | None:
+        try:
+            vpg_id = self._vpg_id(group)
+        except ReplicationNotFound:
+            return None  # gone already
         path = f"/v1/vpgs/{vpg_id}"
         data = self.request("DELETE", path, json={"Force": force, "KeepRecoveryVolumes": False})
         return self._started(self._task_id(data, f"DELETE {path}"), "RemoveProtectionGroup", vpg_id)
@@ -622,7 +674,8 @@ class ZertoClient(ReplicationProvider):
     # --- recovery actions ---------------------------------------------------------------
 
     def _started(self, task_id: str, task_type: str, vpg_id: str) -> ReplicationTask:
-        return ReplicationTask(id=task_id, type=task_type, state=TaskState.IN_PROGRESS, group_ids=[vpg_id])
+        return ReplicationTask(id=task_id, type=task_type, kind=operation_kind(task_type),
+                               state=TaskState.IN_PROGRESS, group_ids=[vpg_id])
 
     def _action(self, vpg_id: str, action: str, body: dict[str, Any] | None) -> ReplicationTask:
         path = f"/v1/vpgs/{vpg_id}/{action}"
@@ -688,7 +741,7 @@ class ZertoClient(ReplicationProvider):
         g = self.status(group)
         if g.awaiting_commit:
             return self.commit(g.id, reverse_protection=True)
-        if g.replicating and g.protected_site_id and g.protected_site_id != self.local_site().id:
+        if g.replicating and g.reversed:
             return None  # already protected from the other site
         raise ReplicationRequestRejected(
             f"VPG {g.name!r} is {g.status}/{g.substatus}: Zerto reverses protection when a failover or "
@@ -696,9 +749,10 @@ class ZertoClient(ReplicationProvider):
 
     # --- waiting ------------------------------------------------------------------------
 
-    def task(self, task_id: str) -> ReplicationTask:
+    def task(self, task_id: str, limit_s: float | None = None) -> ReplicationTask:
+        """The task as the ZVM reports it now."""
         path = f"/v1/tasks/{task_id}"
-        data = self.request("GET", path)
+        data = self.request("GET", path, limit_s=limit_s)
         if not isinstance(data, dict):
             raise ReplicationResponseError(f"GET {path}: not a task")
         raw_state: Any = (data.get("Status") or {}).get("State")
@@ -707,71 +761,85 @@ class ZertoClient(ReplicationProvider):
         except (TypeError, ValueError):
             raise ReplicationResponseError(f"GET {path}: task without a known Status.State") from None
         vpgs = ((data.get("RelatedEntities") or {}).get("Vpgs")) or []
+        task_type = str(data.get("Type", ""))
         return ReplicationTask(
-            id=str(data.get("TaskIdentifier", task_id)), type=str(data.get("Type", "")), state=state,
-            progress=int(data.get("Progress") or 0), started=_ts(data.get("Started")),
+            id=str(data.get("TaskIdentifier", task_id)), type=task_type, kind=operation_kind(task_type),
+            state=state, progress=int(data.get("Progress") or 0), started=_ts(data.get("Started")),
             completed=_ts(data.get("Completed")), reason=data.get("CompleteReason"),
             group_ids=[str(v.get("identifier")) for v in vpgs if isinstance(v, dict) and v.get("identifier")],
         )
 
-    def wait_task(self, task: str | ReplicationTask, timeout_s: float = 600.0) -> ReplicationTask:
+    def wait_task(self, task: str | ReplicationTask, timeout_s: float | None = None, *,
+                  deadline: Deadline | None = None) -> ReplicationTask:
         task_id = task.id if isinstance(task, ReplicationTask) else task
-        deadline = self._clock() + timeout_s
+        limit = wait_limit(deadline, timeout_s, f"task {task_id}")
+        end = self._clock() + limit.remaining()  # the deadline on this client's (injectable) clock
         pause = self.poll_interval_s
         last_error: ReplicationTransientError | None = None
         current: ReplicationTask | None = None
         while True:
+            remaining = end - self._clock()
+            if remaining <= 0:
+                where = f"at {current.progress}%" if current else "never answered"
+                raise ReplicationDeadlineExceeded(
+                    f"task {task_id} not finished by its deadline {limit.describe()} ({where})") from last_error
             try:
-                current = self.task(task_id)
+                current = self.task(task_id, limit_s=remaining)
                 last_error = None
             except ReplicationTransientError as exc:  # a blip while polling is not a failed task
                 last_error = exc
             if current is not None and current.state.terminal and last_error is None:
                 if current.state == TaskState.COMPLETED:
                     return current
-                error = _failure_class(current.type)
+                error = _failure_class(current.kind)
                 raise error(f"task {task_id} ({current.type}) ended {current.state.name}: "
                             f"{current.reason or 'no reason given'}", current)
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                where = f"at {current.progress}%" if current else "never answered"
-                raise ReplicationTimeout(f"task {task_id} not finished after {timeout_s:.0f} s ({where})") \
-                    from last_error
-            self._sleep(min(pause, remaining))
+            remaining = end - self._clock()
+            if remaining > 0:
+                self._sleep(min(pause, remaining))
             pause = min(pause * 1.5, self.max_poll_interval_s)
 
-    def wait_for_state(self, group: str, states: Iterable[GroupState],
-                       timeout_s: float = 600.0) -> ReplicationGroup:
+    def wait_for_state(self, group: str, states: Iterable[GroupState], timeout_s: float | None = None, *,
+                       deadline: Deadline | None = None) -> ReplicationGroup:
         wanted = set(states)
-        deadline = self._clock() + timeout_s
+        limit = wait_limit(deadline, timeout_s, f"VPG {group}")
+        end = self._clock() + limit.remaining()
         pause = self.poll_interval_s
         current: ReplicationGroup | None = None
+        last_error: ReplicationTransientError | None = None
         while True:
-            try:
-                current = self.status(group)
-                if current.state in wanted:
-                    return current
-            except ReplicationTransientError:
-                pass
-            remaining = deadline - self._clock()
+            remaining = end - self._clock()
             if remaining <= 0:
                 now = f"{current.status}/{current.substatus}" if current else "unknown"
-                raise ReplicationTimeout(f"VPG {group!r} not {'/'.join(sorted(s.value for s in wanted))} "
-                                         f"after {timeout_s:.0f} s (now {now})")
-            self._sleep(min(pause, remaining))
+                raise ReplicationDeadlineExceeded(
+                    f"VPG {group!r} not {'/'.join(sorted(s.value for s in wanted))} by its deadline "
+                    f"{limit.describe()} (now {now})") from last_error
+            try:
+                current = self.status(group, limit_s=remaining)
+                last_error = None
+                if current.state in wanted:
+                    return current
+            except ReplicationTransientError as exc:
+                last_error = exc
+            remaining = end - self._clock()
+            if remaining > 0:
+                self._sleep(min(pause, remaining))
             pause = min(pause * 1.5, self.max_poll_interval_s)
 
-    def find_running_task(self, group_id: str, task_type: str) -> ReplicationTask | None:
-        """An in-progress task of ``task_type`` on the VPG, if the ZVM lists one."""
+    def running_operation(self, group: str, kind: OperationKind) -> ReplicationTask | None:
+        """An in-progress ZVM task of ``kind`` on the VPG, if the ZVM lists one."""
         try:
+            group_id = self._vpg_id(group)
             data = self.request("GET", "/v1/tasks", params={"vpgIdentifier": group_id})
         except ReplicationNotFound:
             return None
+        types = TASK_TYPES.get(kind, ())
         for item in self._list(data, "GET /v1/tasks"):
             state = (item.get("Status") or {}).get("State")
             vpgs = [str(v.get("identifier")) for v in ((item.get("RelatedEntities") or {}).get("Vpgs") or [])]
-            if state == TaskState.IN_PROGRESS and str(item.get("Type", "")).lower() == task_type.lower() \
-                    and group_id in vpgs:
-                return ReplicationTask(id=str(item["TaskIdentifier"]), type=task_type,
-                                       state=TaskState.IN_PROGRESS, group_ids=[group_id])
+            task_type = str(item.get("Type", ""))
+            if state == TaskState.IN_PROGRESS and task_type.lower() in types and group_id in vpgs:
+                return ReplicationTask(id=str(item["TaskIdentifier"]), type=task_type, kind=kind,
+                                       state=TaskState.IN_PROGRESS, progress=int(item.get("Progress") or 0),
+                                       group_ids=[group_id])
         return None
