@@ -31,8 +31,7 @@ def measure(label: str, rounds: int, fn: Callable[[int], None]) -> None:
         start = time.perf_counter()
         fn(i)
         took.append(time.perf_counter() - start)
-    print(f"{label:<58} median {statistics.median(took):7.3f} s  (min {min(took):.3f}, max {max(took):.3f}, n={rounds})")
-    record(f"{label} (median of {rounds})", statistics.median(took), "s", target=TARGETS.get(label), command=COMMAND)
+    record(f"{label} (median of {rounds}, min {min(took):.3f}, max {max(took):.3f})", statistics.median(took), "s", target=TARGETS.get(label), command=COMMAND)
 
 
 def vlan_block(i: int, prefix: str) -> list[str]:

@@ -31,10 +31,13 @@ def inventory(site: Site, zones: list[str]) -> Table:
                       f"{len(vms)} VMs ({powered} powered on)")
     for dev in site.devices:
         device = site.device_block(dev.name)
+        # A multi-context ASA's tenant contexts live in the system execution space.
+        space = "system" if dev.multi_context else None
         with device.get_client() as cisco:
-            facts = cisco.facts()
+            facts = cisco.facts(space)
         table.add_row(f"{dev.platform} {dev.name}", f"ssh://{device.host}:{device.port}",
-                      f"hostname {facts.hostname}, running config {facts.config_lines} lines")
+                      f"hostname {facts.hostname}, {'system context ' if space else ''}running config "
+                      f"{facts.config_lines} lines")
     zvm_block = site.replication_block()
     with zvm_block.get_client() as zvm:
         groups = zvm.list_groups()
