@@ -71,6 +71,7 @@ from draas.clients.cisco_config import CiscoTemplateError, parse_config, render_
 from draas.errors import PermanentError
 from draas.models.tenant import FirewallPath, LoadBalancerVip, TenantConfig, Vlan
 from draas.models.tiers import Tier, TierCatalog
+from draas.reports.render import TEXT_MASK, mask_lines
 
 __all__ = [
     "MASK", "SYSTEM_CONTEXT", "TEMPLATES_DIR", "ContainerDevice", "ContainerRenderError",
@@ -83,7 +84,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "configs" / "templates" / 
 #: Context name of an ASA's system context (what ``changeto system`` enters).
 SYSTEM_CONTEXT = "system"
 #: What a secret value is replaced with in masked output (the ASA shows the same).
-MASK = "*****"
+MASK = TEXT_MASK
 
 #: Order in which devices are configured: along the traffic path, edge first.
 ROLE_ORDER = ("pe-router", "aggregation", "perimeter-firewall", "vpn-firewall", "load-balancer")
@@ -185,14 +186,7 @@ class DeviceConfig:
 
 def mask(lines: Iterable[str], secrets: Iterable[str]) -> list[str]:
     """``lines`` with every occurrence of each secret value replaced by ``*****``."""
-    # Longest first, so a secret that contains another is masked whole.
-    values = sorted({s for s in secrets if s}, key=len, reverse=True)
-    out = []
-    for line in lines:
-        for value in values:
-            line = line.replace(value, MASK)
-        out.append(line)
-    return out
+    return mask_lines(lines, secrets, mask=MASK)
 
 
 def normalize_devices(devices: Iterable[Mapping[str, Any] | BaseModel]) -> list[ContainerDevice]:

@@ -101,25 +101,24 @@ class SessionPool:
     def closed(self) -> bool:
         return self._closed
 
+    def _use(self, key: str) -> _Entry | None:
+        """The open entry of ``key``, counted as in use (the caller holds ``self._lock``)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.users += 1
+        return entry
+
     def _acquire(self, block: Any) -> _Entry | None:
         """The entry for ``block`` (logged in on first use), counted as in use; None once closed."""
         key = _identity(block)
         with self._lock:
-            if self._closed:
-                return None
-            entry = self._entries.get(key)
-            if entry is not None:
-                entry.users += 1
-                return entry
+            if self._closed or (entry := self._use(key)) is not None:
+                return None if self._closed else entry
             opening = self._opening.setdefault(key, threading.Lock())
         with opening:  # one login per endpoint even when many threads ask at once
             with self._lock:
-                if self._closed:
-                    return None
-                entry = self._entries.get(key)
-                if entry is not None:
-                    entry.users += 1
-                    return entry
+                if self._closed or (entry := self._use(key)) is not None:
+                    return None if self._closed else entry
             client = block.get_client()
             client.__enter__()  # a failed login leaves nothing behind: the next asker tries again
             entry = _Entry(client, None if _is_thread_safe(client) else threading.RLock())

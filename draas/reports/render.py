@@ -378,7 +378,11 @@ def _secret_values(secrets: Iterable[str | None]) -> list[str]:
 
 def mask_text(text: str, secrets: Iterable[str | None], *, mask: str = TEXT_MASK) -> str:
     """``text`` with every occurrence of each known secret value replaced by ``mask``."""
-    for value in _secret_values(secrets):
+    return _replace_all(text, _secret_values(secrets), mask)
+
+
+def _replace_all(text: str, values: list[str], mask: str) -> str:
+    for value in values:
         text = text.replace(value, mask)
     return text
 
@@ -386,9 +390,4 @@ def mask_text(text: str, secrets: Iterable[str | None], *, mask: str = TEXT_MASK
 def mask_lines(lines: Iterable[str], secrets: Iterable[str | None], *, mask: str = TEXT_MASK) -> list[str]:
     """:func:`mask_text` applied to each line."""
     values = _secret_values(secrets)
-    out = []
-    for line in lines:
-        for value in values:
-            line = line.replace(value, mask)
-        out.append(line)
-    return out
+    return [_replace_all(line, values, mask) for line in lines]
