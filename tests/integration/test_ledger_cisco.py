@@ -9,7 +9,6 @@ adapter's) proves the lines are gone, and a second removal changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -48,16 +47,6 @@ def clean_devices(lab) -> Iterator[None]:
     httpx.post(f"{lab.cisco.control_url}/reset").raise_for_status()
     yield
     httpx.post(f"{lab.cisco.control_url}/reset").raise_for_status()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> StateStore:
-    return StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-
-
-@pytest.fixture
-def site(lab) -> Site:
-    return Site.for_config_dir(None)
 
 
 def device_view(lab, name: str, context: str | None = None, which: str = "running") -> list[str]:

@@ -4,7 +4,6 @@ through the handler, prove with a plain dnspython query that BIND no longer serv
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import dns.message
 import dns.query
@@ -18,20 +17,9 @@ from draas.ledger import DNS, handler_for
 from draas.ledger.dns import DnsRecordIdentityError, record_identity
 from draas.site import Site
 from draas.state.store import StateStore
-from lab.state import LabState
 from tasks.dns import upsert_dns_record
 
 ZONE = "acme.example.com"
-
-
-@pytest.fixture()
-def site(lab: LabState) -> Site:
-    return Site.for_config_dir(None)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> StateStore:
-    return StateStore(f"sqlite:///{tmp_path}/s.db")
 
 
 def _served(site: Site, fqdn: str, rtype: str) -> tuple[int, list[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +18,11 @@ from draas.models.vcenter import Marks, ResourceAllocation
 from draas.site import Site
 from draas.state.store import StateStore
 from draas.state.tables import ProvisionedObject
-from lab.state import LabState
 
 pytestmark = pytest.mark.usefixtures("lab")
 
 _TYPES = {"folder": vim.Folder, "resource_pool": vim.ResourcePool, "vm": vim.VirtualMachine,
           "dvportgroup": vim.dvs.DistributedVirtualPortgroup}
-
-
-@pytest.fixture()
-def site(lab: LabState) -> Site:
-    return Site.for_config_dir(None)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> StateStore:
-    return StateStore(f"sqlite:///{tmp_path}/s.db")
 
 
 def _uid() -> str:
