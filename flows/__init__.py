@@ -13,8 +13,11 @@ from typing import Any
 FLOWS: dict[str, str] = {
     "onboard-tenant": "flows.onboard:onboard_tenant",
     "preprovision-container": "flows.preprovision:preprovision_container",
+    "setup-protection": "flows.protection:setup_protection",
+    "watch-protection": "flows.watch:watch_protection",
     "offboard-tenant": "flows.offboard:offboard_tenant",
     "sweep-orphans": "flows.sweep:sweep_orphans",
+    "check-readiness": "flows.readiness:check_readiness",
 }
 
 #: flows that take no tenant (they work across tenants)

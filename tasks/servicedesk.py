@@ -16,6 +16,7 @@ from draas.clients.servicedesk import (
     INCIDENT,
     ChangeRequestCreate,
     IncidentCreate,
+    IncidentState,
     Notification,
     ServiceDeskClient,
     ServiceDeskRecord,
@@ -105,6 +106,37 @@ def resolve_incident(credentials: ServiceDeskCredentials, correlation_id: str, c
             incident = client.resolve_incident(incident.sys_id, close_notes, close_code)
             _log().info("resolved incident %s", incident.number)
     return result.done(changed=True, diff=[f"~ {incident.number} state -> resolved"], detail=_detail(incident))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def active_incident_number(credentials: ServiceDeskCredentials, correlation_id: str) -> str | None:
+    """The number of the unresolved incident carrying ``correlation_id``, or None (a read)."""
+    with session(credentials) as client:
+        found = client.find_by_correlation_id(INCIDENT, correlation_id)
+        if found is None or client.get_incident(found.sys_id).is_resolved:
+            return None
+        return found.number
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def reopen_incident(credentials: ServiceDeskCredentials, correlation_id: str, note: str,
+                    dry_run: bool = False) -> StepResult:
+    """Put the resolved incident of ``correlation_id`` back in progress with ``note``; no-op when it is active.
+
+    A breach after the group had recovered reopens the group's incident: find-or-open finds the
+    resolved one, so there is still one incident per correlation id.
+    """
+    result: StepResult[None] = StepResult(step="reopen_incident", target=f"{INCIDENT}:{correlation_id}", dry_run=dry_run)
+    with session(credentials) as client:
+        record = _find(client, INCIDENT, correlation_id)
+        incident = client.get_incident(record.sys_id)
+        if incident.state != IncidentState.RESOLVED:  # active (or closed for good: nothing to reopen)
+            return result.done(changed=False, detail=_detail(incident))
+        if not dry_run:
+            incident = client.update_incident(incident.sys_id, {"state": IncidentState.IN_PROGRESS.value,
+                                                                "active": "true", "work_notes": note})
+            _log().info("reopened incident %s", incident.number)
+    return result.done(changed=True, diff=[f"~ {incident.number} state -> in progress"], detail=_detail(incident))
 
 
 @task(**RETRY_POLICY, cache_policy=NO_CACHE)

@@ -46,6 +46,7 @@ from draas.state.tables import (
     ProvisionedObject,
     RecoveryPointUsed,
     ReportRecord,
+    RpoSample,
     SchemaVersion,
     StepRecord,
     TenantLease,
@@ -185,6 +186,7 @@ def _our_tables() -> list[Any]:
         ChangeRecord,
         AuditEntry,
         TenantLease,
+        RpoSample,
     ]
     return [m.__table__ for m in models]  # type: ignore[attr-defined]
 
@@ -787,6 +789,30 @@ class StateStore:
                 # A change made while the drill ran was not necessarily covered by it.
                 query = query.where(ChangeRecord.detected_at > last.started)
             return list(s.exec(query.order_by(col(ChangeRecord.detected_at))))
+
+    # -- RPO samples (watch-protection) --
+
+    def record_rpo_sample(self, *, tenant_id: str, group: str, status: str, target_rpo_s: int,
+                          meeting_sla: bool, substatus: str = "", actual_rpo_s: int | None = None,
+                          at: datetime | None = None) -> RpoSample:
+        """Record one look at a group's status and actual RPO."""
+        with self.session() as s:
+            row = RpoSample(tenant_id=tenant_id, group=group, status=status, substatus=substatus,
+                            actual_rpo_s=actual_rpo_s, target_rpo_s=target_rpo_s, meeting_sla=meeting_sla,
+                            at=at or utcnow())
+            s.add(row)
+            return row
+
+    def rpo_samples(self, tenant_id: str, group: str | None = None,
+                    since: datetime | None = None) -> list[RpoSample]:
+        """The tenant's RPO samples (of one group, from ``since`` on), oldest first."""
+        with self.session() as s:
+            query = select(RpoSample).where(RpoSample.tenant_id == tenant_id)
+            if group is not None:
+                query = query.where(RpoSample.group == group)
+            if since is not None:
+                query = query.where(RpoSample.at >= since)
+            return list(s.exec(query.order_by(col(RpoSample.at), col(RpoSample.id))))
 
     # -- audit log --
 

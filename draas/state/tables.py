@@ -284,3 +284,23 @@ class TenantLease(SQLModel, table=True):
     flow: str
     acquired_at: datetime = _ts()
     expires_at: datetime = _ts()
+
+
+# --- RPO watch (watch-protection) ------------------------------------------------------------
+
+
+class RpoSample(SQLModel, table=True):
+    """One look at a protection group's replication status and actual RPO (watch-protection)."""
+
+    __tablename__ = "rpo_samples"
+    __table_args__ = (Index("ix_rpo_samples_tenant_group_at", "tenant_id", "group", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(index=True)
+    group: str
+    at: datetime = _ts()
+    status: str = Field(description="group state (meeting_sla, not_meeting_sla, ..., not_protected)")
+    substatus: str = ""
+    actual_rpo_s: int | None = None
+    target_rpo_s: int
+    meeting_sla: bool

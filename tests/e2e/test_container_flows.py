@@ -7,7 +7,6 @@ configs through its control API, the recovery vCenter over SOAP), never the flow
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,18 +23,6 @@ from draas.validation import load_catalog, load_tenant
 from e2e.prefect_api import api_logs_of, artifacts_of
 
 Snapshot = dict[str, object]
-
-
-@pytest.fixture(scope="module")
-def flows_env(lab, prefect_harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh state store and output directory for this module's flow runs."""
-    root = tmp_path_factory.mktemp("container-flows")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DRAAS_DATABASE_URL", f"sqlite:///{root / 'state.db'}")
-    try:
-        yield root
-    finally:
-        mp.undo()
 
 
 def _paths(node: ConfigNode, prefix: str = "") -> set[str]:

@@ -47,6 +47,7 @@ def test_schema_is_created_with_every_table(store: StateStore) -> None:
         "changes",
         "audit_log",
         "tenant_leases",
+        "rpo_samples",
     }
     assert counts["schema_version"] == 1
     assert sum(counts.values()) == 1
