@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -97,8 +98,11 @@ def validate(paths: list[Path] | None = typer.Argument(
 
 @app.command("plan")
 def plan(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id (configs/tenants/<id>.yaml)."),
-         config_dir: Path | None = typer.Option(None, "--config-dir", help="Default: configs/.")) -> None:
-    """Print a tenant's recovery waves, journal sizing and achievable RPO."""
+         config_dir: Path | None = typer.Option(None, "--config-dir", help="Default: configs/."),
+         checkpoints: bool = typer.Option(True, "--checkpoints/--no-checkpoints",
+                                          help="Also show which of the replication manager's checkpoints each "
+                                               "group's retention policy keeps.")) -> None:
+    """Print a tenant's recovery waves, journal sizing and achievable RPO (and the retained recovery points)."""
     from draas.planning.report import print_plan
     from draas.validation import ConfigInvalid, load_tenant
 
@@ -109,6 +113,29 @@ def plan(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id (conf
             typer.echo(str(problem))
         raise typer.Exit(1) from None
     print_plan(model, console)
+    if checkpoints:
+        _print_retained_points(model, config_dir)
+
+
+def _print_retained_points(tenant: Any, config_dir: Path | None) -> None:
+    """Per protection group, the manager's checkpoints and which the retention policy keeps."""
+    from datetime import UTC, datetime
+
+    from draas.clients.replication import ReplicationError
+    from draas.planning.report import retention_table
+    from draas.site import Site, SiteConfigError
+
+    try:
+        block = Site.for_config_dir(config_dir).replication_block()
+        with block.get_client() as provider:
+            for group in tenant.protection_groups:
+                if provider.find_group(group.name) is None:
+                    console.print(f"{group.name}: not protected yet (no recovery points)")
+                    continue
+                points = provider.recovery_points(group.name)
+                console.print(retention_table(tenant, group.name, points, datetime.now(UTC)))
+    except (ReplicationError, SiteConfigError, OSError) as exc:
+        console.print(f"recovery points: the replication manager could not be read ({exc})")
 
 
 @app.command("sweep")

@@ -97,6 +97,29 @@ def tenant_lifecycle(tenants: list[str], output_dir: Path, console: Console) -> 
     return table
 
 
+def protection(tenants: list[str], console: Console) -> Table:
+    """Protect every tenant (setup-protection), re-run it (must change nothing), then watch it once."""
+    from flows.protection import setup_protection
+    from flows.watch import watch_protection
+
+    table = Table("tenant", "group", "status", "RPO target (s)", "actual RPO (s)", "checkpoint", "watch",
+                  title="Protection (setup-protection, then watch-protection)")
+    for tenant in tenants:
+        started = time.monotonic()
+        first = setup_protection(tenant, requested_by="demo", channel="cli", sync_timeout_s=120)
+        took = time.monotonic() - started
+        again = setup_protection(tenant, requested_by="demo", channel="cli", sync_timeout_s=120)
+        if again.changed:
+            raise SystemExit(f"re-running setup-protection for {tenant} changed something")
+        watched = {w.group: w for w in watch_protection(tenant, requested_by="demo", channel="cli").groups}
+        for group in first.groups:
+            seen = watched[group.name]
+            table.add_row(tenant, group.name, group.status, str(group.rpo_target_s), str(group.actual_rpo_s),
+                          group.checkpoint_id or "-", "breach: " + seen.reason if seen.breach else "within target")
+        console.print(f"{tenant}: {len(first.groups)} group(s) protected in {took:.1f} s; re-run changed nothing")
+    return table
+
+
 def offboard_all(tenants: list[str]) -> Table:
     from flows.offboard import offboard_tenant
 
@@ -112,7 +135,7 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
     """Start the lab, run the main job against it, stop it (unless ``keep_lab``). Returns an exit code.
 
     The main job: show the site's inventory, onboard and pre-provision every sample tenant,
-    show the inventory again, then (unless ``offboard`` is False) offboard them and show that
+    show the inventory again, protect their machines and watch their RPO, then (unless ``offboard`` is False) offboard them and show that
     the devices and vCenter are back where they started. The systems are the site's
     (configs/site.yaml): with the default ``connections: profile`` and no other profile
     configured, that is the lab started here, found through ``$DRAAS_LAB_DIR``.
@@ -138,6 +161,7 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
         console.print(inventory(site, zones))
         console.print(tenant_lifecycle(tenants, output_dir.resolve(), console))
         console.print(inventory(site, zones))
+        console.print(protection(tenants, console))
         if offboard:
             console.print(offboard_all(tenants))
             console.print(inventory(site, zones))

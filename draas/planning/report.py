@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rich.console import Console
 from rich.table import Column, Table
 
-from draas.models.tenant import TenantConfig
+from draas.clients.replication.models import RecoveryPoint as ManagerPoint
+from draas.models.tenant import BookmarkType, TenantConfig
 from draas.models.types import describe_duration, format_duration
 from draas.planning.journal import size_group
+from draas.planning.retention import RecoveryPoint, surviving_points, tier_for_age, tiers
 from draas.planning.rpo import tenant_rpo
 from draas.planning.waves import recovery_plan
 
@@ -112,3 +114,48 @@ def print_plan(tenant: TenantConfig, console: Console) -> None:
     console.print(waves_table(tenant))
     console.print(journal_table(tenant))
     console.print(rpo_table(tenant))
+
+
+def as_planning_point(point: ManagerPoint) -> RecoveryPoint:
+    """A manager's checkpoint as the retention model sees it.
+
+    Application-consistent checkpoints (and those tagged by the product) are application
+    bookmarks; a tagged checkpoint that is not application-consistent is a user-defined
+    bookmark; every other checkpoint is a plain journal write.
+    """
+    if point.app_consistent:
+        return RecoveryPoint(at=point.timestamp, kind="bookmark", bookmark_type=BookmarkType.APPLICATION,
+                             label=point.tag or "")
+    if point.tag:
+        return RecoveryPoint(at=point.timestamp, kind="bookmark", bookmark_type=BookmarkType.USER_DEFINED,
+                             label=point.tag)
+    return RecoveryPoint(at=point.timestamp, label="")
+
+
+def retention_table(tenant: TenantConfig, group: str, points: list[ManagerPoint], now: datetime) -> Table:
+    """Which of the manager's checkpoints of ``group`` the group's retention policy keeps at ``now``.
+
+    One row per checkpoint, newest first: its time, tag, kind, and the sparse tier that keeps it
+    (or why it goes). The manager's journal is usually shorter than the policy's window; the
+    table shows what the policy would keep of what the manager has.
+    """
+    retention = tenant.group(group).retention
+    all_tiers = tiers(retention)
+    planning = [(p, as_planning_point(p)) for p in points]
+    kept = {id(rp) for rp in surviving_points([rp for _, rp in planning], retention, now)}
+    table = Table("checkpoint", "time (UTC)", "age", "tag", "kind", "kept by",
+                  title=f"{group}: recovery points the retention policy keeps ({len(points)} in the journal)")
+    for point, rp in sorted(planning, key=lambda pair: pair[1].at, reverse=True):
+        age = max(now - rp.at, timedelta(0))
+        tier = tier_for_age(retention, age)
+        if id(rp) in kept and tier is not None:
+            index = all_tiers.index(tier) + 1
+            verdict = f"tier {index} (keep {tier.keep} until {format_duration(tier.until)})"
+        elif tier is None:
+            verdict = "beyond the window"
+        else:
+            verdict = f"dropped by tier {all_tiers.index(tier) + 1} (keep {tier.keep})"
+        kind = rp.bookmark_type.value if rp.bookmark_type else "write"
+        table.add_row(point.id, f"{rp.at:%Y-%m-%d %H:%M:%S}", describe_duration(timedelta(seconds=round(
+            age.total_seconds()))), point.tag or "", kind, verdict)
+    return table

@@ -243,6 +243,18 @@ def test_protection_lifecycle(flows_env: Path, container: None, zvm: httpx.Clien
     assert db_nic is not None and db_nic.ip == "10.120.1.10"
     assert app_nic is not None and app_nic.ip == "10.120.2.25"
 
+    # `draas plan` reads the checkpoints back and shows which the retention policy keeps.
+    from typer.testing import CliRunner
+
+    from draas.cli import app
+
+    shown = CliRunner().invoke(app, ["plan", "--tenant", TENANT], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    for group in first.groups:
+        assert f"{group.name}: recovery points the retention policy keeps" in shown.output
+        assert group.checkpoint_id is not None and group.checkpoint_id in shown.output
+    assert "app-consistent" in shown.output and "tier 1 (keep all" in shown.output
+
     # Ledger records and the state store's groups; the changes await the next drill.
     records = [r for r in store.objects(TENANT) if r.system == "replication"]
     assert sorted(r.name for r in records) == sorted(GROUPS)

@@ -371,3 +371,32 @@ def test_plan_command_prints_waves_sizing_and_rpo() -> None:
         missing.exit_code == 1
         and "nobody.yaml: <root>: no such file or directory" in missing.output
     )
+
+
+def test_retention_table_marks_what_the_sparse_policy_keeps() -> None:
+    """acme-windows keeps every point for 24 h, one per 4 h to 48 h, then application bookmarks only."""
+    from rich.console import Console
+
+    from draas.clients.replication.models import RecoveryPoint as ManagerPoint
+    from draas.planning.report import retention_table
+    from draas.validation import load_tenant
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    points = [
+        ManagerPoint(id="cp-recent", timestamp=now - timedelta(hours=1)),
+        ManagerPoint(id="cp-30h-a", timestamp=datetime(2026, 12, 2, 5, 10, tzinfo=UTC)),
+        ManagerPoint(id="cp-30h-b", timestamp=datetime(2026, 12, 2, 6, 20, tzinfo=UTC)),  # same 4 h bucket, newer
+        ManagerPoint(id="cp-old-write", timestamp=now - timedelta(days=5)),
+        ManagerPoint(id="cp-old-app", timestamp=now - timedelta(days=5, minutes=5), tag="app-consistent",
+                     app_consistent=True),
+        ManagerPoint(id="cp-ancient", timestamp=now - timedelta(weeks=5), app_consistent=True),
+    ]
+    console = Console(width=220, record=True)
+    console.print(retention_table(load_tenant("acme"), "acme-windows", points, now))
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines()
+            if line.count("│") > 3 and line.split("│")[1].strip().startswith("cp-")}
+    assert "tier 1 (keep all" in rows["cp-recent"]
+    assert "tier 2 (keep interval" in rows["cp-30h-b"] and "dropped by tier 2" in rows["cp-30h-a"]
+    assert "dropped by tier 3" in rows["cp-old-write"]
+    assert "tier 3 (keep bookmarks" in rows["cp-old-app"] and "application" in rows["cp-old-app"]
+    assert "beyond the window" in rows["cp-ancient"]
