@@ -129,6 +129,17 @@ class ProfileDevice(ProfileSystem):
     multi_context: bool = False
 
 
+class GuestNetwork(_Strict):
+    """Where a site's recovered guests are reachable when not at their own IPs (the lab's address map).
+
+    ``url`` serves ``GET <url>/v1/addresses?site=<protected|recovery>&ip=<ip>`` ->
+    ``{"address": ..., "ports": {"<port>": <port>}}``. A real site has no ``guest_network``:
+    verification checks probe the VMs' own addresses.
+    """
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
+
+
 class SiteProfile(_Strict):
     """A site profile: where each system is and how to log in, in the fields of the product's blocks."""
 
@@ -138,6 +149,7 @@ class SiteProfile(_Strict):
     replication: ProfileSystem | None = None
     dns: ProfileSystem | None = None
     servicedesk: ProfileSystem | None = None
+    guest_network: GuestNetwork | None = None
 
     @classmethod
     def load(cls, path: Path) -> SiteProfile:
@@ -285,6 +297,18 @@ class Site(_Strict):
             return cls(**system.credentials)
         except ValidationError as exc:
             raise SiteConfigError(_first_error(path, exc, f"{where}.credentials")) from None
+
+    @property
+    def guest_address_map_url(self) -> str | None:
+        """The URL of the site's guest address map (``.../v1/addresses``), or None: probe VMs at their IPs.
+
+        Only a profile with ``guest_network`` (the lab's) has one; ``connections: blocks``
+        never does.
+        """
+        if self.connections != "profile":
+            return None
+        net = self.site_profile().guest_network
+        return f"{net.url.rstrip('/')}/v1/addresses" if net is not None else None
 
     # -- blocks, built or loaded once per Site ----------------------------------------------------------
     def _cached(self, key: tuple[str, str], make: Callable[[], B]) -> B:

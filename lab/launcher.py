@@ -33,13 +33,14 @@ class LabContext:
     project_root: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
 
-# Order matters: the replication simulator reads both vCenters' state.
+# Order matters: the replication simulator and the guests read both vCenters' state.
 COMPONENTS: list[tuple[str, str]] = [
     ("vcenter", "lab.vcsim"),
     ("cisco", "lab.cisco"),
     ("dns", "lab.bind"),
     ("servicedesk", "lab.servicedesk"),
     ("replication", "lab.zerto"),
+    ("guests", "lab.guests"),
 ]
 
 
@@ -140,4 +141,7 @@ def status(lab_dir: Path | None = None) -> list[dict[str, Any]]:
     if state.replication:
         rows.append({"component": "replication (ZVM API)", "pid": state.replication.pid,
                      "alive": _alive(state.replication.pid), "endpoint": state.replication.url})
+    if state.guests:
+        rows.append({"component": "guests", "pid": state.guests.pid, "alive": _alive(state.guests.pid),
+                     "endpoint": state.guests.url})
     return rows

@@ -104,6 +104,13 @@ class ServiceDeskLab(BaseModel):
     password: str
 
 
+class GuestsLab(BaseModel):
+    """The guests of powered-on VMs (lab.guests): their services on loopback, and the address map."""
+
+    pid: int
+    url: str
+
+
 class LabState(BaseModel):
     """Everything a client needs to reach the running lab."""
 
@@ -115,10 +122,11 @@ class LabState(BaseModel):
     replication: ReplicationLab | None = None
     dns: DnsLab | None = None
     servicedesk: ServiceDeskLab | None = None
+    guests: GuestsLab | None = None
 
     def pids(self) -> list[int]:
         pids = [s.pid for s in self.vcenter.values()]
-        for part in (self.cisco, self.replication, self.dns, self.servicedesk):
+        for part in (self.cisco, self.replication, self.dns, self.servicedesk, self.guests):
             if part is not None:
                 pids.append(part.pid)
         return pids
@@ -202,6 +210,10 @@ def site_profile(state: LabState) -> dict[str, Any]:
         sd = state.servicedesk
         profile["servicedesk"] = {"credentials": {"url": sd.url, "username": sd.username, "password": sd.password,
                                                   "webhook_url": f"{sd.url.rstrip('/')}/api/lab/notifications"}}
+    if state.guests is not None:
+        # The lab's guests answer on loopback addresses, not on their VMs' IPs: the product asks
+        # this map where an IP is reachable (a real site has no guest_network: the IP itself).
+        profile["guest_network"] = {"url": state.guests.url}
     return profile
 
 

@@ -5,7 +5,9 @@ simulator, see ``lab/vcsim/main.go``). The Go side builds the inventory skeleton
 configured names (datacenter, cluster and hosts, datastores, distributed switch), because
 vcsim 0.24.2 cannot rename datastores or switches. This module then seeds, over SOAP with
 pyVmomi like any client would, the protected site's tenant folders and VMs: powered on, with
-VMware Tools running, a green heartbeat and the configured guest IP.
+VMware Tools running, a green heartbeat and the configured guest IP. A VM's guest content (its
+IP and the ``services`` it declares) is stored in its ``guestinfo.lab.*`` extraConfig keys
+(see ``lab.guests.spec``), where the replication simulator finds it to copy to recovered VMs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lab.guests.spec import guest_extra_config, parse_services
 from lab.process import LabStartError, spawn, wait_ready_file
 from lab.state import VCenterSite
 
@@ -182,6 +185,8 @@ def vm_config_spec(vm: dict[str, Any], datastore: str) -> Any:
     extra["SET.guest.hostName"] = vm["name"]
     if vm.get("ip"):
         extra["SET.guest.ipAddress"] = str(vm["ip"])
+    # The guest's content (its OS's address, the services it runs) travels with its replicas.
+    extra.update(guest_extra_config(vm.get("ip"), parse_services(vm.get("services"), f"vm {vm['name']}")))
     return vim.vm.ConfigSpec(
         name=vm["name"],
         guestId=vm.get("guest_id") or GUEST_IDS.get(guest, GUEST_IDS["linux"]),

@@ -4,7 +4,8 @@
 // hosts, datastores mounted on every host, one distributed switch), registers the vAPI
 // (/rest) endpoints so tagging works, accepts only the configured credentials, applies the
 // configured latencies once the inventory is built, emulates guests that boot (VMware Tools
-// running, heartbeat green a moment after power-on; stopped at power-off), and writes a
+// running, heartbeat green a moment after power-on, the address of the guest OS set from
+// guestinfo.lab.ip when it has none; stopped at power-off), and writes a
 // ready file (JSON, written atomically) with its URL and port. It listens on 127.0.0.1, on
 // a free port by default.
 //
@@ -240,8 +241,9 @@ func build(u *url.URL, cfg Config) error {
 }
 
 // labHandler is a registry handler that fills two gaps of vcsim 0.24.2:
-//   - guest tools status is static: here a guest "boots" (Tools running, heartbeat green)
-//     bootDelay after power-on, and its Tools stop at power-off;
+//   - guest tools status is static: here a guest "boots" (Tools running, heartbeat green,
+//     its address from guestinfo.lab.ip if it has none) bootDelay after power-on, and its
+//     Tools stop at power-off;
 //   - RelocateVM_Task does not move the VM between resource pools' and hosts' VM lists, so
 //     the old pool and host keep a reference that outlives the VM (and then breaks
 //     container views): here the lists are put right.
@@ -296,7 +298,8 @@ func (g *labHandler) UpdateObject(obj mo.Reference, changes []types.PropertyChan
 				time.Sleep(g.bootDelay)
 				simulator.Map.WithLock(vm, func() {
 					if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
-						setGuest(vm, true) // still on: the guest has booted
+						bootIP(vm)         // the replicated OS configures its address...
+						setGuest(vm, true) // ...and, still on, the guest has booted
 					}
 				})
 			}()
@@ -313,6 +316,37 @@ func moveReference(kind string, to, vm types.ManagedObjectReference, list func(m
 			simulator.Map.RemoveReference(e, list(e), vm)
 		}
 	}
+}
+
+// LabIPKey is the extraConfig key holding the IP address the guest OS is configured with
+// (seeded by the lab, copied to recovered VMs by the lab's replication manager).
+const LabIPKey = "guestinfo.lab.ip"
+
+// bootIP gives a booting guest that has no address yet the one its OS is configured with
+// (guestinfo.lab.ip). A guest that already has one keeps it: an address applied by
+// CustomizeVM_Task at power-on, or one from an earlier boot (a reboot keeps it).
+func bootIP(vm *simulator.VirtualMachine) {
+	if vm.Guest == nil || vm.Guest.IpAddress != "" || vm.Config == nil {
+		return
+	}
+	ip := ""
+	for _, opt := range vm.Config.ExtraConfig {
+		if val := opt.GetOptionValue(); val != nil && val.Key == LabIPKey {
+			ip, _ = val.Value.(string)
+		}
+	}
+	if ip == "" {
+		return
+	}
+	changes := []types.PropertyChange{
+		{Name: "guest.ipAddress", Val: ip},
+		{Name: "summary.guest.ipAddress", Val: ip},
+	}
+	if len(vm.Guest.Net) > 0 {
+		vm.Guest.Net[0].IpAddress = []string{ip}
+		changes = append(changes, types.PropertyChange{Name: "guest.net", Val: vm.Guest.Net})
+	}
+	simulator.Map.Update(vm, changes)
 }
 
 func setGuest(vm *simulator.VirtualMachine, running bool) {

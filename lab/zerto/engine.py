@@ -1133,6 +1133,9 @@ class ZertoSim:
                 pool_key=pool.key if pool else None, cluster_key=cluster.key if cluster else None,
                 host_key=host.key if host else None, datastore=datastore.key if datastore else None,
                 num_cpus=src.num_cpus, memory_mb=src.memory_mb, guest_id=src.guest_id, nics=nics,
+                # The replica carries the guest's content (from the live VM or, when it is gone,
+                # from what was recorded with the VM's origin).
+                extra_config=dict(src.guestinfo),
                 annotation=f"Recovered by the lab ZVM: VPG {vpg.name}, {kind}, checkpoint {cp.identifier} "
                            f"({iso(cp.ts)})",
             )

@@ -19,6 +19,9 @@ from pydantic import BaseModel, Field
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: extraConfig keys that hold a guest's content (see lab.guests.spec); copied to recovered VMs.
+GUESTINFO_PREFIX = "guestinfo.lab."
+
 #: Inventory kinds the ZVM API lists per virtualization site.
 ITEM_KINDS = ("networks", "folders", "hostclusters", "hosts", "datastores", "resourcepools")
 
@@ -47,6 +50,8 @@ class VmInfo(BaseModel):
     datastore: str | None = None
     nics: list[NicInfo] = Field(default_factory=list)
     annotation: str = ""
+    #: The guest's content (extraConfig ``guestinfo.lab.*``), which travels with its replicas.
+    guestinfo: dict[str, str] = Field(default_factory=dict)
 
 
 class Item(BaseModel):
@@ -76,6 +81,8 @@ class NewVm(BaseModel):
     guest_id: str = "otherGuest64"
     nics: list[NewNic] = Field(default_factory=list)
     annotation: str = ""
+    #: extraConfig entries of the new VM (the replicated guest's ``guestinfo.lab.*`` keys).
+    extra_config: dict[str, str] = Field(default_factory=dict)
 
 
 class VSphereError(RuntimeError):
@@ -241,7 +248,7 @@ class PyVmomiBackend:
         paths = [
             "name", "runtime.powerState", "config.hardware.numCPU", "config.hardware.memoryMB",
             "config.guestId", "config.hardware.device", "config.template", "parent", "resourcePool",
-            "datastore",
+            "datastore", "config.extraConfig",
         ]
         rows = self._collect(si, root, vim.VirtualMachine, paths)
         folders = self._folder_paths(si, dc)
@@ -266,6 +273,8 @@ class PyVmomiBackend:
             parent = p.get("parent")
             pool = p.get("resourcePool")
             datastores = p.get("datastore") or []
+            guestinfo = {str(o.key): str(o.value) for o in p.get("config.extraConfig") or []
+                         if str(o.key).startswith(GUESTINFO_PREFIX)}
             out.append(VmInfo(
                 moref=obj._moId, name=p.get("name", ""), power_state=str(p.get("runtime.powerState", "")),
                 num_cpus=int(p.get("config.hardware.numCPU") or 1),
@@ -275,7 +284,7 @@ class PyVmomiBackend:
                 folder_path=folders.get(parent._moId, "/") if parent is not None else "/",
                 pool_moref=pool._moId if pool is not None else None,
                 datastore=datastores[0].name if datastores else None,
-                nics=nics,
+                nics=nics, guestinfo=guestinfo,
             ))
         return out
 
@@ -352,6 +361,7 @@ class PyVmomiBackend:
                 name=spec.name, numCPUs=spec.num_cpus, memoryMB=spec.memory_mb, guestId=spec.guest_id,
                 files=vim.vm.FileInfo(vmPathName=f"[{datastore}]"), deviceChange=changes,
                 annotation=spec.annotation,
+                extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in spec.extra_config.items()],
             )
             try:
                 vm = self._wait(folder.CreateVM_Task(config=config, pool=pool, host=host))

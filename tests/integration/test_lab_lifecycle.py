@@ -23,9 +23,10 @@ def _draas(*args: str, lab_dir: Path) -> subprocess.CompletedProcess[str]:
 
 def _tcp_ports(state: LabState) -> list[int]:
     ports = [vc.port for vc in state.vcenter.values()]
-    assert state.cisco and state.dns and state.servicedesk and state.replication
+    assert state.cisco and state.dns and state.servicedesk and state.replication and state.guests
     ports += [d.port for d in state.cisco.devices.values()]
-    ports += [int(urlparse(u).port or 0) for u in (state.cisco.control_url, state.servicedesk.url, state.replication.url)]
+    ports += [int(urlparse(u).port or 0) for u in (state.cisco.control_url, state.servicedesk.url, state.replication.url,
+                                                   state.guests.url)]
     return ports + [state.dns.port]
 
 
@@ -49,7 +50,7 @@ def test_cli_up_status_down_leaves_nothing(tmp_path: Path) -> None:
     state = LabState.load(tmp_path)
     assert oct((tmp_path / "state.json").stat().st_mode & 0o777) == "0o600"
     pids, ports = state.pids(), _tcp_ports(state)
-    assert len(set(pids)) == 6 and all(_alive(p) for p in pids)
+    assert len(set(pids)) == 7 and all(_alive(p) for p in pids)
     assert all(_listening(p) for p in ports)
 
     again = _draas("lab", "up", lab_dir=tmp_path)  # a running lab is reported, not restarted
