@@ -62,6 +62,7 @@ from pyVmomi import vim, vmodl
 from draas.deadline import Deadline, DeadlineExceeded
 from draas.errors import DraasError, PermanentError, TransientError
 from draas.models.vcenter import (
+    DiskInfo,
     GuestCustomization,
     IpSettings,
     Marks,
@@ -736,7 +737,13 @@ class VCenterClient:
         return "/".join(reversed(parts))
 
     def _vm(self, ref: str) -> Any:
-        """The VM at ``folder/path/name``, or with a unique bare name in the datacenter."""
+        """The VM at ``folder/path/name``, with a unique bare name in the datacenter, or ``moref:<moid>``.
+
+        A ``moref:`` reference costs no lookup (the recovery engine knows its VMs' ids from its
+        watch); the call that uses it fails with VCenterObjectNotFound if the VM is gone.
+        """
+        if ref.startswith("moref:"):
+            return vim.VirtualMachine(ref.removeprefix("moref:"), self._stub())
         parts = split_path(ref)
         if not parts:
             raise VCenterObjectNotFound("empty VM name")
@@ -750,6 +757,11 @@ class VCenterClient:
         if len(found) > 1:
             raise VCenterObjectConflict(f"{len(found)} VMs are named {ref!r}; give its folder path")
         return found[0]
+
+    def _stub(self) -> Any:
+        if self._si is None:
+            self.open()
+        return self._si._stub
 
     def _vm_or_none(self, ref: str) -> Any:
         try:
@@ -953,6 +965,11 @@ class VCenterClient:
         return VCenterChange(changed=bool(changes), action="create_resource_pool", dry_run=dry_run,
                              object=self._ref("resource_pool", "/".join(parts), pool), changes=changes)
 
+    def get_resource_pool_allocation(self, path: str, cluster: str | None = None) -> ResourceAllocation:
+        """The reservations and limits of the pool ``path`` (below the cluster's root pool)."""
+        with self._calling(f"read resource pool {path!r}"):
+            return allocation_of(self._prop(self._pool(path, cluster), vim.ResourcePool, "config"))
+
     # -- networks ------------------------------------------------------------------------------
 
     def _hosts(self, cluster: str | None) -> list[tuple[Any, dict[str, Any]]]:
@@ -1106,6 +1123,9 @@ class VCenterClient:
                         connected=getattr(d.connectable, "connected", None))
                 for d in p.get("config.hardware.device") or []
                 if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+        disks = [DiskInfo(key=d.key, label=str(getattr(d.deviceInfo, "label", None) or d.key),
+                          capacity_gb=round(int(d.capacityInKB or 0) / (1024 * 1024), 3))
+                 for d in p.get("config.hardware.device") or [] if isinstance(d, vim.vm.device.VirtualDisk)]
         guest_ips = [ip for n in p.get("guest.net") or [] for ip in (n.ipAddress or [])[:1]]
 
         def name_of(obj: Any) -> str | None:
@@ -1118,7 +1138,7 @@ class VCenterClient:
             tools_running_status=p.get("guest.toolsRunningStatus"),
             heartbeat=p.get("summary.quickStats.guestHeartbeatStatus"),
             ip_address=p.get("guest.ipAddress"), guest_ips=guest_ips, hostname=p.get("guest.hostName"),
-            nics=nics, host=name_of(p.get("runtime.host")), resource_pool=name_of(p.get("resourcePool")),
+            nics=nics, disks=disks, host=name_of(p.get("runtime.host")), resource_pool=name_of(p.get("resourcePool")),
             datastores=[n for n in (name_of(d) for d in p.get("datastore") or []) if n],
             attributes=custom_values(p.get("customValue"), self._field_names()),
             pending_customization=bool(p.get("config.tools.pendingCustomization")),

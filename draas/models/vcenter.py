@@ -108,6 +108,14 @@ class NicInfo(BaseModel):
     connected: bool | None = None
 
 
+class DiskInfo(BaseModel):
+    """One virtual disk of a VM."""
+
+    key: int
+    label: str
+    capacity_gb: float
+
+
 class SnapshotInfo(BaseModel):
     """One snapshot of a VM."""
 
@@ -134,6 +142,7 @@ class VmInfo(BaseModel):
     guest_ips: list[str] = Field(default_factory=list, description="Guest IPs per NIC, in order.")
     hostname: str | None = None
     nics: list[NicInfo] = Field(default_factory=list)
+    disks: list[DiskInfo] = Field(default_factory=list)
     host: str | None = None
     resource_pool: str | None = None
     datastores: list[str] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Recovery: the engine that brings presented VMs up in dependency order, and its targets."""
