@@ -138,6 +138,38 @@ def _print_retained_points(tenant: Any, config_dir: Path | None) -> None:
         console.print(f"recovery points: the replication manager could not be read ({exc})")
 
 
+@app.command("readiness")
+def readiness(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id (configs/tenants/<id>.yaml)."),
+              config_dir: Path | None = typer.Option(None, "--config-dir", help="Default: configs/."),
+              as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Run check-readiness (on the configured Prefect API) and print its findings.
+
+    Exit 0 when the tenant is ready, 1 when a finding blocks, 2 on bad input (unknown tenant,
+    invalid config).
+    """
+    import getpass
+
+    from draas.protection import ProtectionCapacityExceeded
+    from draas.readiness import render_text
+    from draas.validation import ConfigInvalid
+    from flows.readiness import check_readiness
+
+    try:
+        report = check_readiness(tenant, requested_by=getpass.getuser(), channel="cli",
+                                 config_dir=str(config_dir) if config_dir else None)
+    except (ConfigInvalid, ProtectionCapacityExceeded) as exc:
+        problems = [str(p) for p in getattr(exc, "problems", [])] or [str(exc)]
+        for problem in problems:
+            typer.echo(f"draas readiness: {problem}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001 - the flow run and the audit log hold the details
+        console.print(f"[red]readiness check failed:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(report.model_dump_json(indent=2, exclude={"inventory", "new_changes"}) if as_json
+               else render_text(report))
+    raise typer.Exit(0 if report.ready else 1)
+
+
 @app.command("sweep")
 def sweep(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
           older_than: float = typer.Option(30.0, "--older-than", metavar="MINUTES",

@@ -15,6 +15,8 @@ FLOWS: dict[str, str] = {
     "preprovision-container": "flows.preprovision:preprovision_container",
     "setup-protection": "flows.protection:setup_protection",
     "watch-protection": "flows.watch:watch_protection",
+    "failover": "flows.failover:failover",
+    "rollback-failover": "flows.failover:rollback_failover",
     "offboard-tenant": "flows.offboard:offboard_tenant",
     "sweep-orphans": "flows.sweep:sweep_orphans",
     "check-readiness": "flows.readiness:check_readiness",

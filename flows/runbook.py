@@ -42,7 +42,6 @@ from enum import StrEnum
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-from draas.reports.run_summary import RunSummaryView, Section, render_run_summary
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
@@ -51,6 +50,7 @@ from draas.deadline import Deadline, set_run_deadline
 from draas.errors import PermanentError
 from draas.ledger import RemovalReport, remove_records
 from draas.models.results import StepResult
+from draas.reports.run_summary import RunSummaryView, Section, render_run_summary
 from draas.state.store import StateStore
 
 
@@ -187,6 +187,18 @@ class RunContext:
             update_progress_artifact(self._progress, progress=100.0 * done / self.total,
                                      description=f"{done}/{self.total}: {result.step} {result.target}")
         return result
+
+    def record(self, result: StepResult) -> StepResult:
+        """Record a finished step without touching the progress artifact (for steps by the hundred)."""
+        if not self.dry_run:
+            self.store.record_step(self.run_id, result)
+        self.steps.append(result)
+        return result
+
+    def progress(self, percent: float, description: str) -> None:
+        """Set the progress artifact (the recovery engine reports VMs verified / total this way)."""
+        if self._progress is not None:
+            update_progress_artifact(self._progress, progress=max(0.0, min(percent, 100.0)), description=description)
 
     def on_failure(self, hook: Any) -> None:
         """Call ``hook(exc)`` after a failed run's undo (e.g. a note on the change record)."""

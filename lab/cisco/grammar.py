@@ -404,7 +404,10 @@ _ASA_AAA = mode("config-aaa-server", "", generous=True)
 _ASA_FOVER_GROUP = mode("config-fover-group", "primary, secondary, preempt, interface-policy, replication,"
                         " mac-address, polltime")
 _ASA_DNS_GROUP = mode("config-dns-server-group", "name-server, domain-name, timeout, retries")
-_ASA_WEBVPN = mode("config-webvpn", "", generous=True)
+# `enable <interface>` is a webvpn line: listed so that it does not fall through to the
+# global `enable` (password) command and leave the mode, which the ASA never does.
+_ASA_WEBVPN = mode("config-webvpn", "enable, anyconnect, anyconnect-essentials, tunnel-group-list,"
+                   " port, dtls, cache, csd, keepalive-ignore, error-recovery", generous=True)
 _ASA_DAP = mode("config-dynamic-access-policy-record", "", generous=True)
 _ASA_CRYPTO_CA = mode("config-ca-trustpoint", "", generous=True)
 

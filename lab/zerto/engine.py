@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from lab.zerto.vsphere import ITEM_KINDS, Item, NewNic, NewVm, VmInfo, VSphereBackend
+from lab.zerto.vsphere import ITEM_KINDS, Item, NewNic, NewVm, VmInfo, VSphereBackend, VSphereError
 
 #: The ZVM version the lab imitates: the Linux ZVM appliance 10.0, whose login is Keycloak's.
 ZVM_VERSION = "10.0"
@@ -1082,14 +1082,24 @@ class ZertoSim:
         return str(net) if net else None
 
     def _recover_vms(self, vpg: Vpg, vm_ids: list[str], kind: str, cp: Checkpoint,
-                     created: list[RecoveredVm]) -> None:
-        """Create the recovered VMs (powered off) at the VPG's recovery site, appending to ``created``."""
+                     created: list[RecoveredVm], read_source: bool = True) -> None:
+        """Create the recovered VMs (powered off) at the VPG's recovery site, appending to ``created``.
+
+        ``read_source=False`` (an unplanned failover that shuts nothing down): the protected site
+        is not contacted at all; the VMs are built from the replica (what was recorded when they
+        were protected), as the recovery site's ZVM does when the protected site is lost.
+        """
         with self.lock:
             src_site, dst_site = self.sites[vpg.protected], self.sites[vpg.recovery]
             settings = copy.deepcopy(vpg.settings)
             origins = copy.deepcopy(vpg.origins)
         entries = {str(e.get("VmIdentifier")).lower(): e for e in settings.get("Vms") or []}
-        live = {vm.moref: vm for vm in self.backend.list_vms(src_site.key)}
+        live: dict[str, VmInfo] = {}
+        if read_source:
+            try:
+                live = {vm.moref: vm for vm in self.backend.list_vms(src_site.key)}
+            except (VSphereError, OSError):  # the protected site went down: recover from the replica alone
+                live = {}
         cache: dict[str, list[Item]] = {}
         rec = settings.get("Recovery") or {}
         side = "FailoverTest" if kind == "test" else "Failover"
@@ -1237,13 +1247,19 @@ class ZertoSim:
                     self._tick(vpg, self.clock())
                     vpg.replicating = False  # the journal stops at the failover point
                     vpg.next_cp_at = None
+                final = cp
                 try:
                     if shutdown:
                         for vm_id in vm_ids:
                             _, key = self._split_vm_id(vm_id)
                             if self.backend.set_power(src_site.key, key, False):
                                 op.powered_off.append(key)
-                    self._recover_vms(vpg, vm_ids, kind, cp, op.recovered)
+                    if kind == "move":  # the sources are down: a last checkpoint holds every write (no loss)
+                        with self.lock:
+                            final = self._add_checkpoint(vpg, self.clock(), None)
+                            op.checkpoint = final.identifier
+                    self._recover_vms(vpg, vm_ids, kind, final, op.recovered,
+                                      read_source=kind == "move" or bool(shutdown))
                 except BaseException:
                     self._undo_failover(vpg, op)
                     raise

@@ -122,6 +122,10 @@ class SiteEndpoint(BaseModel):
 class PyVmomiBackend:
     """:class:`VSphereBackend` over SOAP to vcsim (or a vCenter) with pyVmomi."""
 
+    #: Socket timeout of every call: a site that stopped answering (a disaster) fails a call
+    #: after this long instead of hanging the failover that reads it.
+    call_timeout_s: float = 10.0
+
     def __init__(self, sites: dict[str, SiteEndpoint], protocol: str = "http") -> None:
         self._sites = sites
         self._protocol = protocol
@@ -138,7 +142,7 @@ class PyVmomiBackend:
         try:
             return SmartConnect(host=ep.host, port=ep.port, user=ep.username, pwd=ep.password,
                                 protocol=self._protocol, disableSslCertValidation=True,
-                                connectionPoolTimeout=30)
+                                connectionPoolTimeout=30, httpConnectionTimeout=self.call_timeout_s)
         except Exception as exc:  # noqa: BLE001 - re-raised without the credentials
             raise VSphereError(f"cannot log in to the {site} vCenter at {ep.host}:{ep.port}: "
                                f"{type(exc).__name__}") from None

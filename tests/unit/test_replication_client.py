@@ -390,11 +390,27 @@ def test_protect_twice_changes_nothing(router: respx.Router, make: Callable[...,
     router.get("/v1/vms").mock(return_value=httpx.Response(200, json=[
         {"VmIdentifier": f"{LOCAL}.vm-1", "VmName": "acme-app01", "VpgIdentifier": VPG},
         {"VmIdentifier": f"{LOCAL}.vm-2", "VmName": "acme-web01", "VpgIdentifier": VPG}]))
-    create = router.post("/v1/vpgSettings").mock(return_value=httpx.Response(200, json="S-1"))
-    result = make().protect(ProtectionSpec(name="acme-gold", vms=["acme-app01", "acme-web01"]))
-    assert not result.changed and result.diff == [] and create.call_count == 0
+    # The settings are read through an edit session that is discarded again: no commit.
+    router.get(url__regex=r"/v1/virtualizationsites/[^/]+/\w+$").mock(return_value=httpx.Response(200, json=[]))
+    router.get(f"/v1/virtualizationsites/{LOCAL}/vms").mock(return_value=httpx.Response(200, json=[
+        {"VmIdentifier": f"{LOCAL}.vm-1", "VmName": "acme-app01"},
+        {"VmIdentifier": f"{LOCAL}.vm-2", "VmName": "acme-web01"}]))
+    router.post("/v1/vpgSettings").mock(return_value=httpx.Response(200, json="S-1"))
+    existing = _settings_doc()
+    existing["VpgIdentifier"] = VPG
+    existing["Basic"].update({"Name": "acme-gold", "UseWanCompression": True})
+    router.get("/v1/vpgSettings/S-1").mock(return_value=httpx.Response(200, json=existing))
+    discard = router.delete("/v1/vpgSettings/S-1").mock(return_value=httpx.Response(200))
+    commit = router.post("/v1/vpgSettings/S-1/commit").mock(return_value=httpx.Response(200, json="T-1"))
+    spec = ProtectionSpec(name="acme-gold", vms=["acme-app01", "acme-web01"])
+    assert make().settings_drift(spec) == []
+    result = make().protect(spec)
+    assert not result.changed and result.diff == [] and commit.call_count == 0 and discard.call_count >= 1
     plan = make().plan_protect(ProtectionSpec(name="acme-gold", vms=["acme-app01"], rpo_seconds=60))
     assert plan == ["- vm acme-web01", "~ rpo 300 s -> 60 s"]
+    drift = make().plan_protect(ProtectionSpec(name="acme-gold", vms=["acme-app01", "acme-web01"],
+                                               journal_history_hours=48))
+    assert drift == ["~ journal history (h): 24 -> 48"]
 
 
 def test_protect_discards_the_edit_session_when_commit_is_refused(router: respx.Router,

@@ -491,7 +491,7 @@ class ZertoClient(ReplicationProvider):
         existing = self.find_group(spec.name)
         if existing is None:
             return [f"+ vpg {spec.name} ({len(spec.vms)} VMs, RPO {spec.rpo_seconds} s)"]
-        return self._diff(existing, spec)
+        return self._diff(existing, spec) + self.settings_drift(spec)
 
     def protect(self, spec: ProtectionSpec, timeout_s: float | None = None, *,
                 deadline: Deadline | None = None) -> ProtectResult:
@@ -499,7 +499,7 @@ class ZertoClient(ReplicationProvider):
                            f"protect {spec.name}")
         existing = self.find_group(spec.name)
         if existing is not None:
-            diff = self._diff(existing, spec)
+            diff = self._diff(existing, spec) + self.settings_drift(spec)
             if not diff:
                 return ProtectResult(group=existing, changed=False)
             body: dict[str, Any] = {"VpgIdentifier": existing.id}
@@ -546,9 +546,73 @@ class ZertoClient(ReplicationProvider):
             diff.append(f"~ rpo {group.configured_rpo_s} s -> {spec.rpo_seconds} s")
         return diff
 
+    def settings_drift(self, spec: ProtectionSpec) -> list[str]:
+        """How the settings of the existing VPG ``spec.name`` differ from ``spec``; changes nothing.
+
+        Covers what :meth:`protect` writes besides RPO: journal history and limits, priority, WAN
+        compression, test interval, the recovery cluster/host/datastore/folder/pool, default
+        networks, and per VM its recovery folder/datastore and per NIC the failover and test
+        network, MAC replacement and re-IP. The settings are read through an edit session that is
+        discarded again (the ZVM has no other way to read them). VM membership and RPO are
+        :meth:`plan_protect`'s business; a group that does not exist yields ``["+ vpg ..."]``.
+        Names that cannot be resolved at a site are reported as drift, not raised.
+        """
+        group = self.find_group(spec.name)
+        if group is None:
+            return [f"+ vpg {spec.name} ({len(spec.vms)} VMs, RPO {spec.rpo_seconds} s)"]
+        site_id = group.recovery_site_id or self.peer_site().id
+        source_id = group.protected_site_id or self.local_site().id
+        doc = self._current_settings(group.id)
+        try:
+            wanted = self._apply(doc, spec, source_id, site_id, new=False, keep_unknown=True)
+        except ReplicationNotFound as exc:
+            return [f"! {exc}"]
+        names = self._names_at(site_id, source_id)
+        vm_of = {str(v.get("VmIdentifier")): v for v in doc.get("Vms") or []}
+        drift = _flat_diff(_without_membership(doc), _without_membership(wanted), names)
+        for entry in wanted.get("Vms") or []:
+            vm_id = str(entry.get("VmIdentifier"))
+            if vm_id not in vm_of:
+                continue  # not protected yet: plan_protect reports "+ vm"
+            label = f"vm {names.get(vm_id, vm_id)}"
+            drift += [f"{line[:2]}{label} {line[2:]}" for line in
+                      _flat_diff(_flatten(vm_of[vm_id]), _flatten(entry), names)]
+        return drift
+
+    def _current_settings(self, vpg_id: str) -> dict[str, Any]:
+        """The VPG's settings document, read through an edit session that is discarded again."""
+        sid = self._task_id(self.request("POST", "/v1/vpgSettings", json={"VpgIdentifier": vpg_id}),
+                            "POST /v1/vpgSettings", field="VpgSettingsIdentifier")
+        try:
+            doc = self.request("GET", f"/v1/vpgSettings/{sid}")
+        finally:
+            try:
+                self.request("DELETE", f"/v1/vpgSettings/{sid}")
+            except ReplicationError:
+                pass  # the ZVM expires abandoned edit sessions
+        if not isinstance(doc, dict) or not isinstance(doc.get("Basic"), dict):
+            raise ReplicationResponseError(f"GET /v1/vpgSettings/{sid}: not a settings document")
+        return doc
+
+    def _names_at(self, *site_ids: str) -> dict[str, str]:
+        """Identifier -> name of every inventory item of the sites (to show drift by name)."""
+        names: dict[str, str] = {}
+        for site_id in site_ids:
+            for kind in self._FIELDS:
+                if kind == "vms" and site_id != site_ids[-1]:
+                    continue  # the protected site's VMs are enough
+                try:
+                    names.update({i.id: i.name for i in self.inventory(site_id, kind)})
+                except ReplicationError:
+                    continue
+        return names
+
     def _apply(self, doc: dict[str, Any], spec: ProtectionSpec, source_id: str, site_id: str,
-               new: bool) -> dict[str, Any]:
-        """The settings document with ``spec`` applied (names resolved to identifiers)."""
+               new: bool, keep_unknown: bool = False) -> dict[str, Any]:
+        """The settings document with ``spec`` applied (names resolved to identifiers).
+
+        ``keep_unknown``: a VM not found at the protected site is left out instead of raising.
+        """
         doc = copy.deepcopy(doc)
         at = self._resolver(site_id)
         basic = doc["Basic"]
@@ -585,6 +649,8 @@ class ZertoClient(ReplicationProvider):
         for vp in spec.members:
             vm_id = vp.vm if vp.vm in ids else source_vms.get(vp.vm)
             if vm_id is None:
+                if keep_unknown:
+                    continue
                 raise ReplicationNotFound(f"VM {vp.vm!r} not found at the protected site")
             vms.append(self._vm_entry(old.get(vm_id) or {"VmIdentifier": vm_id}, vp, at))
         doc["Vms"] = vms
@@ -843,3 +909,58 @@ class ZertoClient(ReplicationProvider):
                                        state=TaskState.IN_PROGRESS, progress=int(item.get("Progress") or 0),
                                        group_ids=[group_id])
         return None
+
+
+#: Settings paths shown by their meaning, not the ZVM's key names.
+_LABELS = {
+    "Basic.RpoInSeconds": "rpo (s)", "Basic.JournalHistoryInHours": "journal history (h)",
+    "Basic.Priority": "priority", "Basic.UseWanCompression": "WAN compression",
+    "Basic.TestIntervalInMinutes": "test interval (min)",
+    "Journal.Limitation.HardLimitInMB": "journal hard limit (MB)",
+    "Journal.Limitation.WarningThresholdInMB": "journal warning (MB)",
+    "Journal.DatastoreIdentifier": "journal datastore",
+    "Recovery.DefaultHostClusterIdentifier": "recovery cluster", "Recovery.DefaultHostIdentifier": "recovery host",
+    "Recovery.DefaultDatastoreIdentifier": "recovery datastore", "Recovery.DefaultFolderIdentifier": "recovery folder",
+    "Recovery.ResourcePoolIdentifier": "recovery resource pool",
+    "Networks.Failover.Hypervisor.DefaultNetworkIdentifier": "failover network",
+    "Networks.FailoverTest.Hypervisor.DefaultNetworkIdentifier": "test network",
+}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": leaf}`` of a settings document; NIC lists are keyed by their NicIdentifier."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+    elif isinstance(value, list) and prefix.endswith("Nics."):
+        for nic in value:
+            if isinstance(nic, dict):
+                label = str(nic.get("NicIdentifier", "?"))
+                out.update(_flatten({k: v for k, v in nic.items() if k != "NicIdentifier"},
+                                    f"{prefix[:-5]}nic {label}."))
+    else:
+        out[prefix[:-1]] = value
+    return out
+
+
+def _without_membership(doc: dict[str, Any]) -> dict[str, Any]:
+    """The flattened settings without the VMs and the RPO (what :meth:`ZertoClient.plan_protect` compares)."""
+    flat = _flatten({k: v for k, v in doc.items() if k != "Vms"})
+    flat.pop("Basic.RpoInSeconds", None)
+    return flat
+
+
+def _flat_diff(current: dict[str, Any], wanted: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """``~ what: old -> new`` per leaf that differs (a missing leaf equals None)."""
+    def show(value: Any) -> str:
+        return names.get(str(value), str(value)) if value is not None else "none"
+
+    lines = []
+    for path in sorted(set(current) | set(wanted)):
+        old, new = current.get(path), wanted.get(path)
+        if old == new or (old in (None, "") and new in (None, "")):
+            continue
+        label = _LABELS.get(path) or path.replace("Hypervisor.", "").replace("Identifier", "").replace(".", " ")
+        lines.append(f"~ {label}: {show(old)} -> {show(new)}")
+    return lines

@@ -1,0 +1,180 @@
+"""The failover flow against the lab with the Gold sample tenant (acme).
+
+Everything asserted is read from the systems: the recovery vCenter's events and VMs
+(pyVmomi through the product's client, read-only), the lab's guest records, BIND (dnspython),
+the devices' running configs (SSH), the replication manager's REST API.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pyVmomi import vim
+
+from draas.cutover import CutoverPlan, plan_cutover
+from draas.site import Site
+from draas.state.store import StateStore
+from draas.validation import load_catalog, load_tenant
+from e2e.test_cutover import device_snapshot, served, zone_snapshot
+from lab.state import LabState
+
+TENANT = "acme"
+ALICE = "alice.archer@acme.example.com"  # invoke_dr
+BOB = "bob.baker@acme.example.com"  # request_drill only
+MACHINES = ["acme-dc01", "acme-sql01", "acme-app01", "acme-web01", "acme-web02"]
+
+
+@pytest.fixture(scope="module")
+def site(lab: LabState) -> Site:
+    return Site.for_config_dir(None)
+
+
+@pytest.fixture(scope="module")
+def cutover_plan(site: Site) -> CutoverPlan:
+    return plan_cutover(load_tenant(TENANT), load_catalog(), site.devices)
+
+
+@pytest.fixture(scope="module")
+def protected(flows_env: Path, site: Site) -> Iterator[None]:
+    """acme onboarded, its container built and its groups protected; everything removed afterwards."""
+    from flows.offboard import offboard_tenant
+    from flows.onboard import onboard_tenant
+    from flows.preprovision import preprovision_container
+    from flows.protection import setup_protection
+
+    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
+    try:
+        preprovision_container(TENANT)
+        setup_protection(TENANT, sync_timeout_s=120)
+        yield
+    finally:
+        with site.vcenter_block("recovery").get_client() as vc:  # committed recoveries belong to no ledger
+            for vm in vc.list_vms(TENANT):
+                if vm.name in MACHINES:
+                    vc.destroy_vm(f"{TENANT}/{vm.name}")
+        offboard_tenant(TENANT)
+
+
+def recovery_vms(site: Site) -> dict[str, Any]:
+    with site.vcenter_block("recovery").get_client() as vc:
+        return {vm.name: vm for vm in vc.list_vms(TENANT) if vm.name in MACHINES}
+
+
+def power_on_events(site: Site) -> dict[str, float]:
+    """The recovery vCenter's own record of when each acme VM was last powered on."""
+    with site.vcenter_block("recovery").get_client() as vc:
+        spec = vim.event.EventFilterSpec(eventTypeId=["VmPoweredOnEvent"])
+        out: dict[str, float] = {}
+        for event in vc.content.eventManager.QueryEvents(spec):
+            if event.vm and event.vm.name in MACHINES:
+                out[event.vm.name] = max(out.get(event.vm.name, 0.0), event.createdTime.timestamp())
+        return out
+
+
+def guest_up(lab: LabState) -> dict[str, float]:
+    """When the lab's recovery-site guests last came up (their services answering)."""
+    rows = httpx.get(f"{lab.guests.url}/lab/guests").json()["guests"]  # type: ignore[union-attr]
+    return {r["vm"]: max(h["at"] for h in r["history"] if h["event"] == "up")
+            for r in rows if r["site"] == "recovery" and r["vm"] in MACHINES and r["history"]}
+
+
+def assert_dependency_order(site: Site, lab: LabState) -> None:
+    tenant = load_tenant(TENANT)
+    on, up = power_on_events(site), guest_up(lab)
+    assert set(on) == set(MACHINES), on
+    for name in MACHINES:
+        for dep in tenant.machine(name).depends_on:
+            assert on[name] >= up[dep], f"{name} was powered on before {dep} was up"
+
+
+def test_requests_without_the_role_are_refused_and_change_nothing(protected: None, site: Site) -> None:
+    from flows.failover import failover
+    from flows.runbook import NotAuthorised
+
+    store = StateStore()
+    for who in (BOB, "mallory@evil.example.com", "ops@globex.example.com"):
+        before = len([e for e in store.audit_log() if e.action == "invoke_dr"])
+        with pytest.raises(NotAuthorised):
+            failover(TENANT, requested_by=who)
+        entries = [e for e in store.audit_log() if e.action == "invoke_dr"]
+        assert len(entries) == before + 1 and entries[-1].outcome == "refused" and entries[-1].actor == who
+    assert recovery_vms(site) == {}
+    assert [r for r in store.runs(TENANT) if r.flow == "failover"] == []
+
+
+def test_planned_failover_then_rollback_restores_everything(protected: None, site: Site, lab: LabState,
+                                                             cutover_plan: CutoverPlan, zvm: httpx.Client) -> None:
+    from flows.failover import failover, rollback_failover
+
+    zone_before, devices_before = zone_snapshot(site, cutover_plan), device_snapshot(site)
+
+    result = failover(TENANT, requested_by=ALICE, mode="planned", commit=False)
+
+    # Every VM up at the recovery site, in dependency order, from the systems' own records.
+    vms = recovery_vms(site)
+    assert sorted(vms) == sorted(MACHINES) and all(v.power_state == "poweredOn" for v in vms.values())
+    assert all(v.heartbeat == "green" for v in vms.values())
+    assert_dependency_order(site, lab)
+    tenant = load_tenant(TENANT)
+    for name, vm in vms.items():
+        assert vm.ip_address == str(tenant.recovery_ip(tenant.machine(name).nics[0]))
+        assert vm.networks == [tenant.vlan(tenant.machine(name).nics[0].vlan).recovery_port_group]
+    # DNS answers with the recovery addresses; the firewall and VPN contexts carry the cutover.
+    for change in cutover_plan.dns:
+        rcode, _, values = served(site, change.record.fqdn, change.record.rtype)
+        assert rcode == "NOERROR" and values == sorted(change.record.values)
+    after = device_snapshot(site)
+    for change in cutover_plan.device_changes():
+        running = after[(change.device, change.context, "running")]
+        assert all(line.strip() in {r.strip() for r in running} for line in change.lines if not line.startswith(" ")), \
+            change.device
+    # Achieved RTO and RPO are recorded against the targets; a planned failover loses nothing.
+    assert result.rpo_s == 0.0 and 0 < result.rto_s <= result.rto_target_s
+    assert {g.group for g in result.groups} == {"acme-windows", "acme-linux"} and not result.committed
+    assert {g["status"] for g in result.vms} == {"verified"}
+
+    rolled = rollback_failover(TENANT, requested_by=ALICE)
+
+    assert rolled.cutover_removed > 0
+    assert recovery_vms(site) == {}
+    assert zone_snapshot(site, cutover_plan) == zone_before
+    assert device_snapshot(site) == devices_before
+    groups = {v["VpgName"]: v for v in zvm.get("/v1/vpgs").json()}
+    assert all(groups[g]["Status"] in (0, 1) for g in ("acme-windows", "acme-linux"))  # replicating again
+
+
+def test_unplanned_failover_completes_with_the_protected_vcenter_stopped(protected: None, site: Site,
+                                                                        lab: LabState, zvm: httpx.Client) -> None:
+    from flows.failover import failover
+
+    groups = {v["VpgName"]: v["VpgIdentifier"] for v in zvm.get("/v1/vpgs").json()}
+    points = zvm.get(f"/v1/vpgs/{groups['acme-windows']}/checkpoints").json()
+    app = [p for p in points if p.get("Tag") == "app-consistent"]
+    assert app, points
+    protected_vcsim = lab.vcenter["protected"].pid
+    os.kill(protected_vcsim, signal.SIGSTOP)  # the protected site is lost: it answers nothing
+    try:
+        result = failover(TENANT, requested_by=ALICE, mode="unplanned", groups=["acme-windows"],
+                          recovery_point="latest-app-consistent")
+    finally:
+        os.kill(protected_vcsim, signal.SIGCONT)
+    used = {g.group: g for g in result.groups}["acme-windows"]
+    assert used.checkpoint_id == app[-1]["CheckpointIdentifier"] or used.checkpoint_id in {
+        p["CheckpointIdentifier"] for p in zvm.get(f"/v1/vpgs/{groups['acme-windows']}/checkpoints").json()
+        if p.get("Tag") == "app-consistent"}
+    assert result.committed and result.rpo_s > 0
+    vms = recovery_vms(site)
+    assert sorted(vms) == ["acme-dc01", "acme-sql01"] and all(v.heartbeat == "green" for v in vms.values())
+    # The manager created the recovered VMs from the chosen checkpoint (it says so on each VM).
+    with site.vcenter_block("recovery").get_client() as vc:
+        notes = {vm.name: vc._prop(vc._vm(f"{TENANT}/{vm.name}"), vim.VirtualMachine, "config.annotation")
+                 for vm in vms.values()}
+    assert all(f"checkpoint {used.checkpoint_id} " in note for note in notes.values()), notes
+    status = zvm.get(f"/v1/vpgs/{groups['acme-windows']}").json()
+    assert status["Status"] not in (0, 1)  # failed over and committed: no longer replicating
