@@ -215,6 +215,53 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help="Flow name, e.
     raise typer.Exit(code)
 
 
+@app.command("report")
+def report(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+           run_id: str | None = typer.Option(None, "--run", help="Run id (or its first characters) to print."),
+           fmt: str = typer.Option("md", "--format", help="Format to print with --run: md, json or html."),
+           output_dir: Path = typer.Option(Path("out"), "--output-dir",
+                                           help="Where drills wrote their report files.")) -> None:
+    """List the tenant's DR Test Reports (time, run, verdict, files), or print one with --run."""
+    from draas.reports.drill_model import DrillReportData
+    from draas.reports.drill_report import REPORT_KIND, render_html, render_markdown
+    from draas.state.store import StateStore
+
+    if fmt not in ("md", "json", "html"):
+        typer.echo(f"draas report: --format must be md, json or html, not {fmt!r}", err=True)
+        raise typer.Exit(2)
+    store = StateStore()
+    try:
+        records = [r for r in store.reports(tenant, kind=REPORT_KIND) if r.format == "json" and r.run_id]
+    finally:
+        store.dispose()
+    # The JSON record is the report's data: the other formats are rendered from it.
+    reports = []
+    for record in records:
+        try:
+            reports.append((DrillReportData.model_validate_json(record.content), record))
+        except ValueError as exc:
+            typer.echo(f"draas report: stored report {record.id} (run {record.run_id}) is not a DR test report: "
+                       f"{str(exc).splitlines()[0]}", err=True)
+    reports.sort(key=lambda pair: (pair[0].started, pair[0].run_id))
+    if run_id is None:
+        if not reports:
+            typer.echo(f"no DR test report for tenant {tenant}")
+            return
+        for data, _ in reports:
+            files = sorted((output_dir / tenant / "reports").glob(f"drill-*-{data.run_id[:8]}.*"))
+            typer.echo(f"{data.started:%Y-%m-%d %H:%M:%S}Z  {data.run_id}  {data.verdict}")
+            for path in files:
+                typer.echo(f"    {path}")
+        return
+    matches = [pair for pair in reports if pair[0].run_id.startswith(run_id)]
+    if not matches:
+        typer.echo(f"no DR test report for tenant {tenant} and run {run_id}")
+        raise typer.Exit(1)
+    data, record = matches[-1]
+    text = {"md": render_markdown, "html": render_html}[fmt](data) if fmt != "json" else record.content
+    typer.echo(text, nl=False)
+
+
 def main() -> None:
     app()
 

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="golang-go golang-github-vmware-govmomi-dev bind9 bind9-utils postgresql python3-venv"
+APT_PKGS="golang-go golang-github-vmware-govmomi-dev bind9 bind9-utils postgresql python3-venv chromium chromium-driver libpango-1.0-0 libpangoft2-1.0-0 poppler-utils"
 missing=()
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
