@@ -120,6 +120,30 @@ def protection(tenants: list[str], console: Console) -> Table:
     return table
 
 
+def failover_of_gold(tenants: list[str], console: Console) -> None:
+    """A planned failover of the Gold sample tenant (verified, cut over, not committed), then its rollback."""
+    from draas.validation import load_tenant
+    from flows.failover import failover, rollback_failover
+
+    gold = next((t for t in tenants if load_tenant(t).network.tier == "gold"), None)
+    if gold is None:
+        return
+    config = load_tenant(gold)
+    who = next(p.email for p in config.authorised_persons if "invoke_dr" in {getattr(r, "value", r) for r in p.roles})
+    result = failover(gold, requested_by=who, mode="planned", commit=False, channel="cli")
+    table = Table("VM", "wave", "outcome", "powered on (s)", "guest up (s)", "verified (s)",
+                  title=f"Planned failover of {gold} (Gold): RTO {result.rto_s:.1f} s (target {result.rto_target_s:g} s), "
+                        f"RPO {result.rpo_s:.1f} s (target {result.rpo_target_s:g} s)")
+    for vm in result.vms:
+        table.add_row(vm["vm"], str(vm["wave"]), vm["status"], *(f"{vm[k]:.1f}" if vm[k] is not None else "-"
+                                                                for k in ("powered_on_at", "guest_up_at", "verified_at")))
+    console.print(table)
+    console.print(f"{gold}: failover run {result.run_id}: its summary is the run's 'failover-{gold}' artifact in the "
+                  f"Prefect UI; change record {result.change_number}")
+    rolled = rollback_failover(gold, requested_by=who, channel="cli")
+    console.print(f"{gold}: rolled back ({rolled.cutover_removed} cutover changes undone, recovered VMs removed)")
+
+
 def offboard_all(tenants: list[str]) -> Table:
     from flows.offboard import offboard_tenant
 
@@ -162,6 +186,7 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
         console.print(tenant_lifecycle(tenants, output_dir.resolve(), console))
         console.print(inventory(site, zones))
         console.print(protection(tenants, console))
+        failover_of_gold(tenants, console)
         if offboard:
             console.print(offboard_all(tenants))
             console.print(inventory(site, zones))

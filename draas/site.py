@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from draas.errors import PermanentError
+from draas.recovery.limits import EngineLimits
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
@@ -184,6 +185,8 @@ class Site(_Strict):
     dns: BlockRef = Field(default_factory=BlockRef)
     servicedesk: BlockRef = Field(default_factory=BlockRef)
     devices: list[Device] = Field(min_length=1)
+    recovery: EngineLimits = Field(default_factory=EngineLimits,
+                                   description="The recovery engine's concurrency caps and patience")
 
     _path: Path | None = PrivateAttr(default=None)
     _profile: SiteProfile | None = PrivateAttr(default=None)

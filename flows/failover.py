@@ -234,6 +234,7 @@ def failover(tenant: str, requested_by: str, mode: Literal["planned", "unplanned
     desk = site.servicedesk_block()
     approval_wait = 0.0
     engine: EngineResult | None = None
+    engine_t0 = accepted
     change_number: str | None = None
     with run.started(total_steps=4 + 4 * len(chosen) + 2 * len(plan)):
         run.step(valid.step)
@@ -271,7 +272,8 @@ def failover(tenant: str, requested_by: str, mode: Literal["planned", "unplanned
                     if listed and listed.latest:
                         points[g] = listed.latest
             # 6. recover
-            engine = recover_vms(site.vcenter_block("recovery"), config.folder, plan, limits=limits,
+            engine_t0 = time.monotonic()
+            engine = recover_vms(site.vcenter_block("recovery"), config.folder, plan, limits=limits or site.recovery,
                                  resolver=resolver_for(site), machines={m: config.machine(m) for m in machines},
                                  deadline=run.deadline, record=run.record,
                                  progress=lambda v, t, what: run.progress(100.0 * v / max(t, 1),
@@ -298,8 +300,7 @@ def failover(tenant: str, requested_by: str, mode: Literal["planned", "unplanned
                 pass
             raise
         verified_at = engine.seconds if engine else 0.0
-        rto = max(time.monotonic() - accepted - approval_wait, 0.0) if engine is None else \
-            _rto(accepted, engine, approval_wait)
+        rto = _rto(accepted, engine_t0, engine, approval_wait)
         for g in chosen:
             point = points.get(g)
             rpo = max((requested_at - point.timestamp).total_seconds(), 0.0) if point else None
@@ -327,11 +328,10 @@ def failover(tenant: str, requested_by: str, mode: Literal["planned", "unplanned
                           rpo_target_s=rpo_target, change_number=change_number, steps=run.steps)
 
 
-def _rto(accepted: float, engine: EngineResult, approval_wait: float) -> float:
-    """Request accepted -> the last VM verified, less the time spent waiting for approval."""
-    last = max((v.verified_at or 0.0) for v in engine.vms) if engine.vms else 0.0
-    engine_started = time.monotonic() - engine.seconds  # close enough: the engine ended just now
-    return max(engine_started + last - accepted - approval_wait, 0.0)
+def _rto(accepted: float, engine_t0: float, engine: EngineResult | None, approval_wait: float) -> float:
+    """Request accepted -> the last VM verified (monotonic clock), less the time spent waiting for approval."""
+    last = max((v.verified_at or 0.0) for v in engine.vms) if engine and engine.vms else 0.0
+    return max(engine_t0 + last - accepted - approval_wait, 0.0)
 
 
 def _config_path(config_dir: str | None) -> Any:

@@ -75,7 +75,7 @@ def present(vc: VCenterClient, lab: LabState, folder: str, name: str, ip: str, s
 def power_on_times(vc: VCenterClient, folder: str) -> dict[str, datetime]:
     """When vCenter says each VM of ``folder`` was powered on (its event log)."""
     names = {vm.name for vm in vc.list_vms(folder)}
-    spec = vim.event.EventFilterSpec(eventTypeId=["VmPoweredOnEvent"])
+    spec = vim.event.EventFilterSpec(eventTypeId=["VmPoweredOnEvent"], maxCount=1000)  # vcsim pages 10 by default
     out: dict[str, datetime] = {}
     for event in vc.content.eventManager.QueryEvents(spec):
         name = event.vm.name if event.vm else None
