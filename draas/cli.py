@@ -170,6 +170,49 @@ def readiness(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id 
     raise typer.Exit(0 if report.ready else 1)
 
 
+@app.command("deploy")
+def deploy_cmd(work_pool: str = typer.Option("draas", "--work-pool", help="Process work pool to deploy to."),
+               config_dir: Path | None = typer.Option(None, "--config-dir", help="Default: configs/."),
+               dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; change nothing."),
+               prefect_yaml: Path | None = typer.Option(None, "--prefect-yaml",
+                                                        help="Also write an equivalent prefect.yaml here.")) -> None:
+    """Create or update the per-tenant deployments (<flow>/<tenant>) of every flow on the Prefect server."""
+    from deployments.deploy import deploy, plan_deployments, write_prefect_yaml
+    from draas.validation import ConfigInvalid, load_tenants
+    from flows import FLOWS, TENANTLESS
+
+    try:
+        tenants = load_tenants(config_dir)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(2) from None
+    specs = plan_deployments(tenants, FLOWS, TENANTLESS)
+    changes = deploy(specs, work_pool, dry_run=dry_run)
+    for verb in ("create", "update", "delete"):
+        for name in changes[verb]:
+            typer.echo(f"{'would ' if dry_run else ''}{verb} {name}")
+    if prefect_yaml is not None:
+        typer.echo(f"wrote {write_prefect_yaml(specs, work_pool, prefect_yaml)}")
+
+
+@app.command("schedule")
+def schedule_cmd(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+                 config_dir: Path | None = typer.Option(None, "--config-dir", help="Default: configs/.")) -> None:
+    """Print the tenant's next two drills (local time and UTC) and where each date comes from."""
+    from deployments.schedules import next_drills
+    from draas.validation import ConfigInvalid, load_tenant
+
+    try:
+        config = load_tenant(tenant, config_dir)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(2) from None
+    for slot in next_drills(config):
+        typer.echo(f"{slot.local:%Y-%m-%d %H:%M %Z} ({slot.utc:%Y-%m-%d %H:%M} UTC)  drill/{tenant}  [{slot.source}]")
+
+
 @app.command("sweep")
 def sweep(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
           older_than: float = typer.Option(30.0, "--older-than", metavar="MINUTES",
