@@ -15,10 +15,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
 import pytest
 
 from draas.clients.cisco_config import missing, parse_config
@@ -28,6 +24,7 @@ from draas.ledger import CISCO, DNS, remove_records
 from draas.site import Site
 from draas.state.store import StateStore
 from draas.validation import load_catalog, load_tenant
+from e2e.snapshots import config_lines, device_snapshot, running, served
 
 TENANT = "acme"
 ZONE = "acme.example.com"
@@ -71,47 +68,11 @@ def container(flows_env: Path, site: Site) -> Iterator[None]:
                 client.delete(ZONE, BYSTANDER.name, "A")
 
 
-# -- the test's eyes --------------------------------------------------------------------------------
-
-def served(site: Site, fqdn: str, rtype: str) -> tuple[str, int | None, list[str]]:
-    """What BIND answers (rcode, TTL, values), read with plain dnspython, independent of the product."""
-    block = site.dns_block()
-    answer = dns.query.udp(dns.message.make_query(fqdn, rtype), block.server, port=block.port, timeout=3)
-    wanted = dns.rdatatype.from_text(rtype)
-    rrsets = [r for r in answer.answer if r.rdtype == wanted]
-    ttl = rrsets[0].ttl if rrsets else None
-    return dns.rcode.to_text(answer.rcode()), ttl, sorted(rd.to_text() for r in rrsets for rd in r)
-
+# -- the test's eyes (shared ones in e2e/snapshots.py) -------------------------------------------------
 
 def zone_snapshot(site: Site, plan: CutoverPlan) -> dict[tuple[str, str], tuple[str, int | None, list[str]]]:
     names = {c.record.fqdn for c in plan.dns} | {PRODUCTION.fqdn, BYSTANDER.fqdn, f"ns.{ZONE}."}
     return {(name, rtype): served(site, name, rtype) for name in sorted(names) for rtype in RTYPES}
-
-
-def config_lines(text: str) -> list[str]:
-    """A config as printed, without comment and banner lines (NX-OS stamps the time in them)."""
-    return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("!", ":"))]
-
-
-def device_snapshot(site: Site) -> dict[tuple[str, str | None, str], list[str]]:
-    """Running and startup config of every device and ASA context, over SSH."""
-    snap: dict[tuple[str, str | None, str], list[str]] = {}
-    for device in site.devices:
-        with site.device_block(device.name).get_client() as client:
-            contexts: list[str | None] = [None]
-            if device.multi_context:
-                system = client.running_tree("system")
-                contexts = ["system"] + [top.text.split()[1] for top in system.children
-                                         if top.text.startswith("context ")]
-            for ctx in contexts:
-                snap[(device.name, ctx, "running")] = config_lines(client.running_config(ctx))
-                snap[(device.name, ctx, "startup")] = config_lines(client.show("show startup-config", ctx))
-    return snap
-
-
-def running(site: Site, device: str, context: str | None) -> str:
-    with site.device_block(device).get_client() as client:
-        return client.running_config(context)
 
 
 # -- the test ---------------------------------------------------------------------------------------
