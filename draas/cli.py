@@ -213,6 +213,37 @@ def schedule_cmd(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant 
         typer.echo(f"{slot.local:%Y-%m-%d %H:%M %Z} ({slot.utc:%Y-%m-%d %H:%M} UTC)  drill/{tenant}  [{slot.source}]")
 
 
+gateway_app = typer.Typer(help="The service-desk webhook gateway (signed requests -> flow runs).")
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.callback(invoke_without_command=True)
+def gateway_serve(ctx: typer.Context,
+                  host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+                  port: int = typer.Option(8788, "--port", help="Port to listen on."),
+                  ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)."),
+                  ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM).")) -> None:
+    """Serve the gateway (plain HTTP on loopback unless a certificate is given; see docs/service-desk.md)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from deployments.gateway import build_app
+
+    uvicorn.run(build_app(), host=host, port=port, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+
+
+@gateway_app.command("key")
+def gateway_key(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+                rotate: bool = typer.Option(False, "--rotate", help="Make a new key; the old one stays valid 24 h.")) -> None:
+    """Print the tenant's signing key (created when absent), or rotate it."""
+    from deployments.gateway import KeyStore
+
+    keys = KeyStore()
+    typer.echo((keys.rotate(tenant) if rotate else keys.ensure(tenant)).current)
+
+
 @app.command("sweep")
 def sweep(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
           older_than: float = typer.Option(30.0, "--older-than", metavar="MINUTES",
