@@ -20,6 +20,7 @@ bench: setup
 	rm -f bench/results.json
 	$(PY) -m benchmarks.lab_bench
 	$(PY) -m benchmarks.core_bench
+	$(PY) -m benchmarks.recovery_bench
 	@echo "figures: bench/results.json"
 
 lint: setup

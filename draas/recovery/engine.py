@@ -12,7 +12,8 @@ Per VM, the pipeline is:
    customization, applied by vCenter at the next power-on) where the mapping asks for it;
 2. **power on** as soon as the VM is prepared and *every VM it depends on is verified*;
 3. **guest up**: heartbeat green and the expected IP reported (seen by one
-   ``WaitForUpdatesEx`` watch over the whole folder, never a poll per VM);
+   ``WaitForUpdatesEx`` collector that follows the VMs from power-on to guest up, never a poll
+   per VM; docs/recovery-engine.md);
 4. **verify**: run its checks (tcp, http, heartbeat) through the site's address resolver;
    failing checks are retried ``check_retries`` times, then the VM fails the run unless it is
    optional.
@@ -51,6 +52,7 @@ from draas.errors import PermanentError
 from draas.models.results import StepResult
 from draas.models.tenant import Check, ProtectedMachine
 from draas.models.vcenter import GuestCustomization, IpSettings
+from draas.recovery.limits import EngineLimits
 
 VmStatus = Literal["verified", "failed", "optional_failed", "not_started"]
 
@@ -74,19 +76,6 @@ class MachineTarget(BaseModel):
     checks: list[Check] = Field(default_factory=list)
     optional: bool = False
     hostname: str | None = None
-
-
-class EngineLimits(BaseModel):
-    """The engine's concurrency caps and per-VM patience (the site file's ``recovery:`` section)."""
-
-    vcenter_ops: int = Field(default=16, ge=1, description="vCenter calls in flight at once")
-    boots_per_host: int = Field(default=32, ge=1, description="VMs booting at once on one ESXi host")
-    check_workers: int = Field(default=32, ge=1, description="checks running at once")
-    boot_timeout_s: float = Field(default=900.0, gt=0, description="power-on to guest up")
-    check_timeout_s: float | None = Field(default=None, gt=0, description="cap of each check's own timeout")
-    check_retries: int = Field(default=1, ge=0, description="re-runs of a VM's failing checks")
-    check_poll_s: float = Field(default=1.0, gt=0)
-    progress_every_s: float = Field(default=1.0, ge=0)
 
 
 class VmOutcome(BaseModel):
@@ -249,7 +238,9 @@ class RecoveryEngine:
         vc_pool = _PriorityPool("engine-vc", self.limits.vcenter_ops, self._events)
         check_pool = _PriorityPool("engine-check", self.limits.check_workers, self._events)
         self._vc, self._checks = vc_pool, check_pool
-        watch = VmWatch(self.client, self.folder, on_change=lambda states: self._events.put(("watch", "", states, None)))
+        # The watch follows only the VMs in flight (power-on to verified): see VmWatch(whole_folder=False).
+        watch = VmWatch(self.client, self.folder, whole_folder=False,
+                        on_change=lambda states: self._events.put(("watch", "", states, None)))
         try:
             watch.start()
             self._watch = watch
@@ -276,6 +267,8 @@ class RecoveryEngine:
             raise PlanInvalid(f"not presented in folder {self.folder}: {', '.join(missing[:10])}"
                               + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
         self._moid = {t.machine: names[t.vm] for t in targets}
+        self._watch.follow(self._moid[t.machine] for t in targets
+                           if (s := self._watch.by_moid(self._moid[t.machine])) is not None and s.powered_on)
         for t in sorted(targets, key=lambda t: t.wave):
             state = self._watch.by_moid(self._moid[t.machine])
             if state is not None and state.powered_on:  # a resumed run: this VM is up already
@@ -409,6 +402,7 @@ class RecoveryEngine:
 
         def power_on() -> StepResult:
             step = StepResult(step="power_on_vm", target=t.vm, wave=t.wave, machine=machine)
+            self._watch.follow([self._moid[machine]])
             change = self.client.power_on_vm(moref(self._moid[machine]))
             return step.done(changed=change.changed, diff=change.changes)
 
@@ -426,6 +420,7 @@ class RecoveryEngine:
         self._step(StepResult(step="wait_guest", target=t.vm, wave=t.wave, machine=machine).done(
             changed=False, detail={"ip": state.ip_address, "seconds": round(self._now() - since, 3)}))
         self._release_boot(machine)
+        self._watch.unfollow(self._moid[machine])  # booted: what the checks need of vCenter is known now
         self._submit_checks(machine, 1)
 
     def _release_boot(self, machine: str) -> None:
@@ -473,6 +468,8 @@ class RecoveryEngine:
         t = self._by[machine]
         out = self._out[machine]
         out.error = message
+        if machine in getattr(self, "_moid", {}):
+            self._watch.unfollow(self._moid[machine])
         if step is not None:
             self._step(StepResult(step=step, target=t.vm, wave=t.wave, machine=machine).failed(exc or message))
         if t.optional:

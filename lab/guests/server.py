@@ -50,9 +50,10 @@ from lab.http import bind_loopback, start_app, write_ready
 
 log = logging.getLogger("lab.guests")
 
-#: VM properties read at every poll.
-VM_PATHS = ["name", "runtime.powerState", "guest.ipAddress", "summary.quickStats.guestHeartbeatStatus",
-            "config.extraConfig"]
+#: VM properties read at every poll (small: a poll of a thousand VMs stays cheap).
+VM_PATHS = ["name", "runtime.powerState", "guest.ipAddress", "summary.quickStats.guestHeartbeatStatus"]
+#: Read once per VM and boot (new VM, or powered on again): the guest content it carries.
+CONTENT_PATHS = ["config.extraConfig"]
 
 
 @dataclass
@@ -109,13 +110,16 @@ class VCenterReader:
         self._si: Any = None
         self._view: Any = None
         self._lock = threading.Lock()
+        self._content: dict[str, dict[str, str]] = {}  # moref -> its guestinfo.lab.* keys
+        self._on: set[str] = set()  # morefs seen powered on at the last poll
 
     def _connect(self) -> None:
         from pyVim.connect import SmartConnect
 
         ep = self.ep
         self._si = SmartConnect(host=ep["host"], port=int(ep["port"]), user=ep["username"], pwd=ep["password"],
-                                protocol="http", disableSslCertValidation=True, connectionPoolTimeout=30)
+                                protocol="http", disableSslCertValidation=True, connectionPoolTimeout=30,
+                                httpConnectionTimeout=10)
         from pyVmomi import vim
 
         content = self._si.content
@@ -133,6 +137,12 @@ class VCenterReader:
                 raise
 
     def _read(self) -> dict[str, Observed]:
+        """One poll: the small properties of every VM, plus the guest content of the VMs not known yet.
+
+        A VM's extraConfig (its ``guestinfo.lab.*`` content) is the largest property and does not
+        change while it runs: it is read when the VM is first seen and again after it was seen
+        powered off, so a poll of a thousand idle VMs costs four properties each.
+        """
         from pyVmomi import vim, vmodl
 
         pc = vmodl.query.PropertyCollector
@@ -141,21 +151,57 @@ class VCenterReader:
                 pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
             propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS, all=False)],
         )
-        collector = self._si.content.propertyCollector
+        rows = self._retrieve(spec)
+        for moref in [m for m in self._content if m not in rows]:
+            del self._content[moref]  # destroyed
+        for moref, p in rows.items():
+            on = str(p.get("runtime.powerState")) == "poweredOn"
+            if not on and moref in self._on:
+                self._content.pop(moref, None)  # powered off: read its content again at the next boot
+            (self._on.add if on else self._on.discard)(moref)
+        missing = [m for m in rows if m not in self._content]
+        if missing:
+            self._content.update(self._read_content(missing))
         out: dict[str, Observed] = {}
-        result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+        for moref, p in rows.items():
+            extra = self._content.get(moref, {})
+            out[moref] = Observed(
+                moref=moref, name=str(p.get("name") or ""),
+                powered_on=str(p.get("runtime.powerState")) == "poweredOn",
+                heartbeat=str(p.get("summary.quickStats.guestHeartbeatStatus") or "gray"),
+                ip=str(p.get("guest.ipAddress") or ""), services=services_from_extra(extra),
+                os_ip=extra.get(IP_KEY, ""),
+            )
+        return out
+
+    def _read_content(self, morefs: list[str]) -> dict[str, dict[str, str]]:
+        """The ``guestinfo.lab.*`` extraConfig of these VMs (all VMs' at once when many are new)."""
+        from pyVmomi import vim, vmodl
+
+        pc = vmodl.query.PropertyCollector
+        if len(morefs) > 50:
+            objects = [pc.ObjectSpec(obj=self._view, skip=True, selectSet=[
+                pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])]
+        else:
+            objects = [pc.ObjectSpec(obj=vim.VirtualMachine(m, self._si._stub)) for m in morefs]
+        spec = pc.FilterSpec(objectSet=objects,
+                             propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=CONTENT_PATHS, all=False)])
+        try:
+            rows = self._retrieve(spec)
+        except vmodl.fault.ManagedObjectNotFound:
+            return {}  # one was destroyed meanwhile: the next poll reads the others again
+        return {m: {str(o.key): str(o.value) for o in p.get("config.extraConfig") or []
+                    if str(o.key).startswith(PREFIX)} for m, p in rows.items()}
+
+    def _retrieve(self, spec: Any) -> dict[str, dict[str, Any]]:
+        from pyVmomi import vmodl
+
+        collector = self._si.content.propertyCollector
+        out: dict[str, dict[str, Any]] = {}
+        result = collector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
         while result is not None:
             for oc in result.objects:
-                p = {prop.name: prop.val for prop in (oc.propSet or [])}
-                extra = {str(o.key): str(o.value) for o in p.get("config.extraConfig") or []
-                         if str(o.key).startswith(PREFIX)}
-                out[oc.obj._moId] = Observed(
-                    moref=oc.obj._moId, name=str(p.get("name") or ""),
-                    powered_on=str(p.get("runtime.powerState")) == "poweredOn",
-                    heartbeat=str(p.get("summary.quickStats.guestHeartbeatStatus") or "gray"),
-                    ip=str(p.get("guest.ipAddress") or ""), services=services_from_extra(extra),
-                    os_ip=extra.get(IP_KEY, ""),
-                )
+                out[oc.obj._moId] = {prop.name: prop.val for prop in (oc.propSet or [])}
             if not result.token:
                 break
             result = collector.ContinueRetrievePropertiesEx(result.token)
@@ -276,6 +322,7 @@ class Guests:
         self.faults: set[str] = set()
         self.lock = asyncio.Lock()
         self.polled: dict[str, float] = {}
+        self.by_ip: dict[tuple[str, str], list[Guest]] = {}
 
     def address_of(self, site: str, name: str) -> str:
         key = (site, name)
@@ -310,7 +357,16 @@ class Guests:
                 if restart:
                     await self._stop(guest)
             await self._converge()
+            self.index()
             self.polled[site] = time.monotonic()
+
+    def index(self) -> None:
+        """Rebuild the (site, IP) -> guests index that address lookups use (a thousand guests, many lookups)."""
+        by_ip: dict[tuple[str, str], list[Guest]] = {}
+        for g in self.guests.values():
+            if g.seen.ip:
+                by_ip.setdefault((g.site, g.seen.ip), []).append(g)
+        self.by_ip = by_ip
 
     async def _converge(self) -> None:
         for guest in self.guests.values():
@@ -369,7 +425,7 @@ class Guests:
 
     def lookup(self, site: str, ip: str) -> Guest | None:
         """The guest with ``ip`` at ``site``; a powered-on one first."""
-        hits = [g for g in self.guests.values() if g.site == site and g.seen.ip == ip]
+        hits = list(self.by_ip.get((site, ip), []))
         hits.sort(key=lambda g: (not g.serving, not g.seen.powered_on, g.name))
         return hits[0] if hits else None
 
