@@ -120,28 +120,26 @@ def protection(tenants: list[str], console: Console) -> Table:
     return table
 
 
-def failover_of_gold(tenants: list[str], console: Console) -> None:
-    """A planned failover of the Gold sample tenant (verified, cut over, not committed), then its rollback."""
+def drills(tenants: list[str], output_dir: Path, console: Console) -> Table:
+    """A DR drill (bubble test) of every tenant; prints where each DR Test Report is."""
     from draas.validation import load_tenant
-    from flows.failover import failover, rollback_failover
+    from flows.drill import drill
 
-    gold = next((t for t in tenants if load_tenant(t).network.tier == "gold"), None)
-    if gold is None:
-        return
-    config = load_tenant(gold)
-    who = next(p.email for p in config.authorised_persons if "invoke_dr" in {getattr(r, "value", r) for r in p.roles})
-    result = failover(gold, requested_by=who, mode="planned", commit=False, channel="cli")
-    table = Table("VM", "wave", "outcome", "powered on (s)", "guest up (s)", "verified (s)",
-                  title=f"Planned failover of {gold} (Gold): RTO {result.rto_s:.1f} s (target {result.rto_target_s:g} s), "
-                        f"RPO {result.rpo_s:.1f} s (target {result.rpo_target_s:g} s)")
-    for vm in result.vms:
-        table.add_row(vm["vm"], str(vm["wave"]), vm["status"], *(f"{vm[k]:.1f}" if vm[k] is not None else "-"
-                                                                for k in ("powered_on_at", "guest_up_at", "verified_at")))
-    console.print(table)
-    console.print(f"{gold}: failover run {result.run_id}: its summary is the run's 'failover-{gold}' artifact in the "
-                  f"Prefect UI; change record {result.change_number}")
-    rolled = rollback_failover(gold, requested_by=who, channel="cli")
-    console.print(f"{gold}: rolled back ({rolled.cutover_removed} cutover changes undone, recovered VMs removed)")
+    table = Table("tenant", "verdict", "RTO (s)", "RPO (s)", "VMs verified", "report (HTML)",
+                  title="DR drills in isolated bubbles (torn down after each)")
+    for tenant in tenants:
+        config = load_tenant(tenant)
+        who = next(p.email for p in config.authorised_persons
+                   if "request_drill" in {getattr(r, "value", r) for r in p.roles})
+        result = drill(tenant, requested_by=who, channel="cli", output_dir=str(output_dir))
+        data = result.report
+        verified = sum(1 for v in data.vms if v.status == "verified")
+        table.add_row(tenant, result.verdict, f"{data.rto_s:.1f}" if data.rto_s is not None else "-",
+                      f"{data.rpo_s:.1f}" if data.rpo_s is not None else "-", f"{verified}/{len(data.vms)}",
+                      result.report_paths.get("html", "-"))
+        for fmt, path in sorted(result.report_paths.items()):
+            console.print(f"{tenant}: DR Test Report ({fmt}) {path}")
+    return table
 
 
 def offboard_all(tenants: list[str]) -> Table:
@@ -165,6 +163,7 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
     configured, that is the lab started here, found through ``$DRAAS_LAB_DIR``.
     """
     from draas.cli import run_lab
+    from draas.demo_failback import failover_and_failback_of_gold
 
     console = console or Console(width=140)
     lab_dir = (lab_dir or Path(os.environ.get("DRAAS_LAB_DIR") or ".lab")).resolve()
@@ -186,7 +185,8 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
         console.print(tenant_lifecycle(tenants, output_dir.resolve(), console))
         console.print(inventory(site, zones))
         console.print(protection(tenants, console))
-        failover_of_gold(tenants, console)
+        console.print(drills(tenants, output_dir.resolve(), console))
+        failover_and_failback_of_gold(tenants, console)
         if offboard:
             console.print(offboard_all(tenants))
             console.print(inventory(site, zones))

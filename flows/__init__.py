@@ -17,9 +17,11 @@ FLOWS: dict[str, str] = {
     "watch-protection": "flows.watch:watch_protection",
     "failover": "flows.failover:failover",
     "rollback-failover": "flows.failover:rollback_failover",
+    "failback": "flows.failback:failback",
     "offboard-tenant": "flows.offboard:offboard_tenant",
     "sweep-orphans": "flows.sweep:sweep_orphans",
     "check-readiness": "flows.readiness:check_readiness",
+    "drill": "flows.drill:drill",
 }
 
 #: flows that take no tenant (they work across tenants)

@@ -288,3 +288,39 @@ def wait_for_replication_task(credentials: ReplicationCredentials, task_id: str 
         done = provider.wait_task(task_id, timeout_s, deadline=deadline)
     return result.done(changed=False, detail={"state": done.state.name, "type": done.type,
                                               "kind": done.kind.value if done.kind else None}, payload=done)
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def pause_replication(credentials: ReplicationCredentials, vpg: str, dry_run: bool = False) -> Step:
+    """Pause the group's replication (snapshot packages during a drill); paused already is no change."""
+    result: Step = StepResult(step="pause_replication", target=vpg, dry_run=dry_run)
+    with _provider(credentials) as provider:
+        group = provider.status(vpg)
+        running = provider.running_operation(group.id, OperationKind.PAUSE)
+        if group.paused or running is not None:
+            return result.done(changed=False, detail=_detail(group, running),
+                               payload=GroupOperation(group=group, task=running))
+        if dry_run:
+            return result.done(changed=True, diff=[f"~ pause replication of {group.name}"],
+                               payload=GroupOperation(group=group))
+        started = provider.pause(group.id)
+    return result.done(changed=True, diff=[f"~ pause replication of {group.name}"], detail=_detail(group, started),
+                       payload=GroupOperation(group=group, task=started))
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def resume_replication(credentials: ReplicationCredentials, vpg: str, dry_run: bool = False) -> Step:
+    """Resume the group's paused replication; not paused is no change."""
+    result: Step = StepResult(step="resume_replication", target=vpg, dry_run=dry_run)
+    with _provider(credentials) as provider:
+        group = provider.status(vpg)
+        running = provider.running_operation(group.id, OperationKind.RESUME)
+        if not group.paused or running is not None:
+            return result.done(changed=False, detail=_detail(group, running),
+                               payload=GroupOperation(group=group, task=running))
+        if dry_run:
+            return result.done(changed=True, diff=[f"~ resume replication of {group.name}"],
+                               payload=GroupOperation(group=group))
+        started = provider.resume(group.id)
+    return result.done(changed=True, diff=[f"~ resume replication of {group.name}"], detail=_detail(group, started),
+                       payload=GroupOperation(group=group, task=started))

@@ -1110,6 +1110,57 @@ class VCenterClient:
         return VCenterChange(changed=bool(changes), action="create_isolated_switch", dry_run=dry_run,
                              object=self._ref("dvswitch", name, dvs), changes=changes, detail=detail)
 
+    def switch_state(self, name: str) -> dict[str, Any] | None:
+        """What a distributed switch is wired to, read-only (None: no such switch).
+
+        ``{"name", "hosts": {host: [physical NICs backing it]}, "portgroups": {name: VLAN id or
+        None when it is not a single VLAN}, "uplink_portgroups": [the switch's uplink port groups,
+        which carry only what physical NICs bring]}``: enough to prove a bubble switch has no
+        uplink and carries no production VLAN.
+        """
+        with self._calling(f"read switch {name!r}"):
+            found = [o for o, p in self._all(vim.DistributedVirtualSwitch, ["name"]) if p.get("name") == name]
+            if not found:
+                return None
+            dvs = found[0]
+            props = self._props([dvs], vim.DistributedVirtualSwitch,
+                                ["config.host", "summary.hostMember", "config.uplinkPortgroup"])[0][1]
+
+            def host_name(host: Any) -> str:
+                return str(self._prop(host, vim.ManagedEntity, "name")) if host is not None else "?"
+
+            members = list(props.get("summary.hostMember") or [])
+            hosts: dict[str, list[str]] = {host_name(h): [] for h in members}
+            for member in props.get("config.host") or []:
+                pnics = getattr(getattr(member.config, "backing", None), "pnicSpec", None) or []
+                hosts[host_name(getattr(member.config, "host", None))] = [
+                    str(getattr(p, "pnicDevice", "") or "") for p in pnics]
+            # Each host's own view: its proxy switch of this switch and the physical NICs behind it.
+            uuid = self._prop(dvs, vim.DistributedVirtualSwitch, "uuid")
+            for host in members:
+                netsys = self._prop(host, vim.HostSystem, "configManager.networkSystem")
+                config = self._prop(netsys, vim.host.NetworkSystem, "networkConfig") if netsys is not None else None
+                for proxy in getattr(config, "proxySwitch", None) or []:
+                    if getattr(proxy, "uuid", None) != uuid:
+                        continue
+                    backing = getattr(getattr(proxy, "spec", None), "backing", None)
+                    hosts[host_name(host)] += [str(getattr(p, "pnicDevice", "") or "")
+                                               for p in getattr(backing, "pnicSpec", None) or []]
+            uplink_ids = {pg._moId for pg in props.get("config.uplinkPortgroup") or []}
+            portgroups: dict[str, int | None] = {}
+            uplink_portgroups: list[str] = []
+            for pg_name, pg in self._dvs_portgroups(dvs).items():
+                config = self._prop(pg, vim.dvs.DistributedVirtualPortgroup, "config")
+                # vcsim reports neither config.uplinkPortgroup nor config.uplink; both name it <switch>-DVUplinks-<n>
+                if pg._moId in uplink_ids or getattr(config, "uplink", False) or \
+                        pg_name.startswith(f"{name}-DVUplinks-"):
+                    uplink_portgroups.append(pg_name)
+                    continue
+                vlan = getattr(getattr(config, "defaultPortConfig", None), "vlan", None)
+                vlan_id = getattr(vlan, "vlanId", None)
+                portgroups[pg_name] = vlan_id if isinstance(vlan_id, int) else None
+        return {"name": name, "hosts": hosts, "portgroups": portgroups, "uplink_portgroups": sorted(uplink_portgroups)}
+
     # -- VMs -----------------------------------------------------------------------------------
 
     def _vm_info(self, vm: Any) -> VmInfo:

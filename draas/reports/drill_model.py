@@ -165,8 +165,8 @@ def judge(data: DrillReportData) -> tuple[Verdict, str | None, list[str]]:
     warnings: list[str] = []
     causes: list[str] = [data.cause] if data.cause else []
     if not data.isolation.proven:
-        causes.append("isolation was not proven: " + "; ".join(c.detail for c in data.isolation.checks
-                                                                 if not c.passed) or "not checked")
+        causes.append("isolation was not proven: " + ("; ".join(c.detail for c in data.isolation.checks
+                                                                  if not c.passed) or "not checked"))
     if data.isolation.nic_backings_ok is False:
         causes.append("a test VM was seen on a production port group")
     failed = [v for v in data.vms if v.status in ("failed", "not_started") and not v.optional]

@@ -218,6 +218,8 @@ def create_app(sim: ZertoSim) -> Any:
             "move": lambda: sim.failover(vpg_id, body, path, "move"),
             "movecommit": lambda: sim.failover_commit(vpg_id, body, path, "move"),
             "moverollback": lambda: sim.failover_rollback(vpg_id, path, "move"),
+            "pause": lambda: sim.pause(vpg_id, path),
+            "resume": lambda: sim.resume(vpg_id, path),
         }
         handler = handlers.get(action)
         if handler is None:

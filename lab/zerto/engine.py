@@ -257,6 +257,7 @@ class Vpg:
     sync_until: float | None = None
     replicating: bool = False
     link_down: bool = False
+    paused: bool = False  # PauseProtection: no new checkpoints, SubStatus ReplicationPausedUserInitiated
     recovered_final: bool = False
     deleting: bool = False
     next_cp_at: float | None = None
@@ -268,6 +269,9 @@ class Vpg:
     last_test: dict[str, Any] | None = None
     # Where each VM came from, so a reversed VPG recovers it back to its original place.
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A failover committed without reverse protection ("Needs Configuration"): its recovered VMs,
+    # so that editing the VPG later configures reverse protection from them.
+    final_op: Operation | None = None
 
     @property
     def name(self) -> str:
@@ -732,6 +736,8 @@ class ZertoSim:
         with self.lock:
             doc = copy.deepcopy(self._settings(sid))
             editing = self._vpg(doc["VpgIdentifier"]) if doc.get("VpgIdentifier") else None
+            if editing is not None and editing.recovered_final:
+                return self._configure_reverse(editing, doc, sid, path)
         self._complete_vms(doc)
         src_site, dst_site, source = self._validate(doc, editing)
         with self.lock:
@@ -766,6 +772,30 @@ class ZertoSim:
 
             return self._start_task("UpdateProtectionGroup", vpg, apply, path, busy=False)
 
+    def _configure_reverse(self, vpg: Vpg, doc: dict[str, Any], sid: str, path: str) -> str:
+        """Commit an edit of a VPG in Needs Configuration: reverse protection from its recovered VMs.
+
+        A failover committed without reverse protection leaves the VPG in Recovered/NeedsConfiguration;
+        editing it and saving configures protection back to the original site (the ZVM's reverse
+        settings), from the VMs the failover recovered. The edit's Basic section (RPO, journal
+        history, priority, ...) is kept; membership and placement come from the recovered VMs and
+        where each one came from.
+        """
+        op = vpg.final_op
+        if op is None:
+            raise ApiError(400, f"VPG {vpg.name!r} has no recovered VMs to protect back.")
+        basic = {k: v for k, v in (doc.get("Basic") or {}).items()
+                 if k not in ("ProtectedSiteIdentifier", "RecoverySiteIdentifier", "Name")}
+        self.settings.pop(sid.lower(), None)
+
+        def work(task: Task) -> None:
+            time.sleep(self.cfg.task_duration_s)
+            with self.lock:
+                vpg.settings["Basic"].update(basic)
+            self._reverse(vpg, op, keep_source=False)
+
+        return self._start_task("UpdateProtectionGroup", vpg, work, path)
+
     def _remember_origins(self, vpg: Vpg, source: dict[str, VmInfo]) -> None:
         for vm_id, info in source.items():
             vpg.origins.setdefault(vm_id, {"site": vpg.protected, "info": info.model_dump()})
@@ -794,7 +824,7 @@ class ZertoSim:
             vpg.sync_started = None
             vpg.replicating = True
             vpg.next_cp_at = done
-        if vpg.replicating and not vpg.link_down and vpg.next_cp_at is not None:
+        if vpg.replicating and not vpg.link_down and not vpg.paused and vpg.next_cp_at is not None:
             interval = max(self.cfg.checkpoint_interval_s, 0.01)
             # After a long idle period only the journal's span matters: skip what would be pruned.
             horizon = now - float(vpg.settings["Basic"].get("JournalHistoryInHours") or 24) * 3600
@@ -842,7 +872,8 @@ class ZertoSim:
             return S["Initializing"], SS["Creating"], 0
         rpo = self._actual_rpo(vpg, now)
         configured = int(vpg.settings["Basic"].get("RpoInSeconds") or 300)
-        sub = SS["DisconnectedFromPeer"] if vpg.link_down else SS["None"]
+        sub = SS["ReplicationPausedUserInitiated"] if vpg.paused else \
+            SS["DisconnectedFromPeer"] if vpg.link_down else SS["None"]
         if rpo > configured:
             return S["RpoNotMeetingSLA"], sub, 0
         return S["MeetingSLA"], sub, 0
@@ -965,6 +996,33 @@ class ZertoSim:
                 vpg.next_cp_at = now
             vpg.link_down = paused
             return self.vpg_json(vpg, now)
+
+    def pause(self, vpg_id: str, path: str) -> str:
+        """``POST /v1/vpgs/{id}/Pause``: stop taking checkpoints (the journal is kept) until resumed."""
+        with self.lock:
+            vpg = self._ready_vpg(vpg_id)
+            if not vpg.replicating or vpg.op is not None:
+                raise ApiError(400, f"VPG {vpg.name!r} is not replicating; it cannot be paused.")
+            self._tick(vpg, self.clock())
+
+            def work(task: Task) -> None:
+                with self.lock:
+                    vpg.paused = True
+
+            return self._start_task("PauseProtectionGroup", vpg, work, path)
+
+    def resume(self, vpg_id: str, path: str) -> str:
+        """``POST /v1/vpgs/{id}/Resume``: replicate again; the next checkpoint is taken at once."""
+        with self.lock:
+            vpg = self._ready_vpg(vpg_id)
+
+            def work(task: Task) -> None:
+                with self.lock:
+                    if vpg.paused:
+                        vpg.paused = False
+                        vpg.next_cp_at = self.clock()
+
+            return self._start_task("ResumeProtectionGroup", vpg, work, path)
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -1300,18 +1358,31 @@ class ZertoSim:
     def _commit(self, vpg: Vpg, op: Operation, reverse: bool, keep_source: bool) -> None:
         with self.lock:
             op.stage = "committing"
-            src_site, dst_site = self.sites[vpg.protected], self.sites[vpg.recovery]
         if not reverse:
             with self.lock:
                 vpg.op = None
                 vpg.recovered_final = True
+                vpg.final_op = op
             return
-        # Reverse protection: the recovered VMs become the protected ones; the old sources are
-        # removed (their disks seed the new replica, as with the real product).
-        if not keep_source:
-            for vm_id in op.vm_ids:
-                _, key = self._split_vm_id(vm_id)
-                self.backend.destroy_vm(src_site.key, key)
+        self._reverse(vpg, op, keep_source)
+
+    def _reverse(self, vpg: Vpg, op: Operation, keep_source: bool) -> None:
+        """Reverse protection: the recovered VMs become the protected ones, replicating back.
+
+        The old sources are removed (their disks seed the new replica: a delta sync, as with the
+        real product); when none of them is left at the original site the new replica is seeded
+        from scratch (a full sync).
+        """
+        with self.lock:
+            src_site, dst_site = self.sites[vpg.protected], self.sites[vpg.recovery]
+        existing = {vm.moref for vm in self.backend.list_vms(src_site.key)}
+        seeded = False
+        for vm_id in op.vm_ids:
+            _, key = self._split_vm_id(vm_id)
+            if key in existing:
+                seeded = True
+                if not keep_source:
+                    self.backend.destroy_vm(src_site.key, key)
         fresh = {vm.moref: vm for vm in self.backend.list_vms(dst_site.key)}
         src_nets = {it.name: it.key for it in self.backend.list_items(src_site.key, "networks")}
         with self.lock:
@@ -1355,7 +1426,9 @@ class ZertoSim:
             vpg.checkpoints = []
             vpg.cp_seq = 0
             vpg.op = None
-            self._start_sync(vpg, SS["DeltaSync"])
+            vpg.recovered_final = False
+            vpg.final_op = None
+            self._start_sync(vpg, SS["DeltaSync"] if seeded else SS["FullSync"])
 
     def _await_op(self, vpg_id: str, kind: str, action: str) -> tuple[Vpg, Operation]:
         vpg = self._ready_vpg(vpg_id)

@@ -142,6 +142,19 @@ class ReplicationProviderContract:
         assert tagged.id in {p.id for p in provider.recovery_points(group.id) if p.tag == tag}
         assert provider.recovery_points(group.id, since=tagged.timestamp)[0].timestamp >= tagged.timestamp
 
+    def test_pause_then_resume(self, provider: ReplicationProvider,
+                               shared: tuple[ReplicationGroup, ProtectionSpec]) -> None:
+        group, _ = shared
+        started = provider.pause(group.id)
+        assert started.kind == OperationKind.PAUSE
+        _wait(provider, started)
+        paused = provider.status(group.id)
+        assert paused.paused
+        resumed = provider.resume(group.id)
+        assert resumed.kind == OperationKind.RESUME
+        _wait(provider, resumed)
+        assert not provider.status(group.id).paused
+
     # --- recovery -----------------------------------------------------------------------------
 
     def test_test_copies_appear_then_vanish(self, provider: ReplicationProvider,

@@ -200,6 +200,17 @@ class ReplicationProvider(ABC):
     def reverse(self, group: str) -> ReplicationTask | None:
         """Protect the group from the recovery site back to the protected one (None: already so)."""
 
+    def pause(self, group: str) -> ReplicationTask:
+        """Pause the group's replication (the journal keeps its points; resume catches up).
+
+        Not every product can pause: the default refuses, naming the product.
+        """
+        raise ReplicationRequestRejected(f"{self.product}: pausing replication of {group!r} is not supported")
+
+    def resume(self, group: str) -> ReplicationTask:
+        """Resume the group's paused replication."""
+        raise ReplicationRequestRejected(f"{self.product}: resuming replication of {group!r} is not supported")
+
     # --- operations and waiting ---------------------------------------------------------
 
     @abstractmethod

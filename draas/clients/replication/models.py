@@ -53,6 +53,8 @@ class OperationKind(str, Enum):
     MOVE = "move"  # planned migration
     COMMIT = "commit"  # make a failover or move final
     ROLLBACK = "rollback"  # undo a failover or move awaiting commit
+    PAUSE = "pause"  # stop replicating for a while (snapshot packages during a drill)
+    RESUME = "resume"  # replicate again after a pause
     OTHER = "other"
 
 
@@ -176,6 +178,11 @@ class ReplicationGroup(BaseModel):
     @property
     def replicating(self) -> bool:
         return self.state in (GroupState.MEETING_SLA, GroupState.NOT_MEETING_SLA)
+
+    @property
+    def paused(self) -> bool:
+        """Replication is paused (by a user or the system); resume catches up."""
+        return self.substatus.startswith("ReplicationPaused")
 
     @property
     def failover_committed(self) -> bool:

@@ -98,6 +98,8 @@ TASK_TYPES: dict[OperationKind, tuple[str, ...]] = {
     OperationKind.MOVE: ("move", "movebeforecommit"),
     OperationKind.COMMIT: ("failovercommit", "movecommit"),
     OperationKind.ROLLBACK: ("failoverrollback", "moverollback"),
+    OperationKind.PAUSE: ("pauseprotectiongroup", "pause"),
+    OperationKind.RESUME: ("resumeprotectiongroup", "resume"),
 }
 _KIND_OF_TYPE = {t: kind for kind, types in TASK_TYPES.items() for t in types}
 _FAILURE_OF_KIND: dict[OperationKind, type[ReplicationTaskFailed]] = {
@@ -803,12 +805,28 @@ class ZertoClient(ReplicationProvider):
         g = self.status(group)
         return self._action(g.id, "moveRollback" if g.state == GroupState.MOVING else "FailoverRollback", None)
 
+    def pause(self, group: str) -> ReplicationTask:
+        """``POST /v1/vpgs/{id}/Pause`` (PauseProtection): replication stops, the journal is kept."""
+        return self._action(self._vpg_id(group), "Pause", None)
+
+    def resume(self, group: str) -> ReplicationTask:
+        """``POST /v1/vpgs/{id}/Resume`` (ResumeProtection): replication catches up from where it paused."""
+        return self._action(self._vpg_id(group), "Resume", None)
+
     def reverse(self, group: str) -> ReplicationTask | None:
         g = self.status(group)
         if g.awaiting_commit:
             return self.commit(g.id, reverse_protection=True)
         if g.replicating and g.reversed:
             return None  # already protected from the other site
+        if g.state == GroupState.RECOVERED:
+            # Committed without reverse protection (Needs Configuration): editing the VPG and saving
+            # it configures protection from the recovered VMs back to the original site.
+            sid = self._task_id(self.request("POST", "/v1/vpgSettings", json={"VpgIdentifier": g.id}),
+                                "POST /v1/vpgSettings", field="VpgSettingsIdentifier")
+            path = f"/v1/vpgSettings/{sid}/commit"
+            return self._started(self._task_id(self.request("POST", path), f"POST {path}"),
+                                 "UpdateProtectionGroup", g.id)
         raise ReplicationRequestRejected(
             f"VPG {g.name!r} is {g.status}/{g.substatus}: Zerto reverses protection when a failover or "
             "move is committed; fail over (or move) first, then reverse")

@@ -1,0 +1,343 @@
+"""The drill flow against the lab with the Silver sample tenant (globex).
+
+Everything asserted is read from the systems: the recovery vCenter's VMs, switches and port
+groups (pyVmomi, read-only) before, during and after the drill; the running and startup config of
+every device and ASA context (SSH); the replication manager's REST API; the state store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pyVmomi import vim
+
+from draas.reports.drill_model import DrillReportData
+from draas.site import Site
+from draas.state.store import StateStore
+from draas.validation import load_tenant
+from e2e.snapshots import device_snapshot, vcenter_snapshot
+from lab.state import LabState
+
+TENANT = "globex"
+CAROL = "carol.chen@globex.example.com"  # request_drill
+HANK = "hank.scorpio@globex.example.com"  # invoke_dr, failback: no request_drill
+MACHINES = ["globex-db01", "globex-app01", "globex-web01"]
+SUFFIX = " - testing recovery"
+BUBBLE = {"globex-web-bubble", "globex-app-bubble", "globex-db-bubble"}
+PRODUCTION_PGS = {"globex-web", "globex-app", "globex-db"}
+
+
+@pytest.fixture(scope="module")
+def site(lab: LabState) -> Site:
+    return Site.for_config_dir(None)
+
+
+@pytest.fixture(scope="module")
+def protected(flows_env: Path, site: Site) -> Iterator[Path]:
+    """globex onboarded, its container built and its groups protected; everything removed afterwards."""
+    from flows.offboard import offboard_tenant
+    from flows.onboard import onboard_tenant
+    from flows.preprovision import preprovision_container
+    from flows.protection import setup_protection
+
+    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
+    try:
+        preprovision_container(TENANT)
+        setup_protection(TENANT, sync_timeout_s=120)
+        yield flows_env / "out"
+    finally:
+        offboard_tenant(TENANT)
+
+
+class NicWatcher:
+    """Polls the recovery vCenter while a drill runs: every test VM seen, its power state and networks."""
+
+    def __init__(self, site: Site, zvm: httpx.Client | None = None) -> None:
+        self.site, self.zvm = site, zvm
+        self.seen: list[tuple[str, str, list[str]]] = []
+        self.substatus: dict[str, set[str]] = {}  # VPG -> every sub-status seen during the drill
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> NicWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with self.site.vcenter_block("recovery").get_client() as vc:
+            while not self._stop.is_set():
+                try:
+                    for vm in vc.list_vms(TENANT):
+                        if vm.name.endswith(SUFFIX):
+                            self.seen.append((vm.name, vm.power_state, [n.network or "" for n in vm.nics]))
+                    if self.zvm is not None:
+                        names = self.zvm.get("/v1/vpgs/substatuses").json()
+                        for v in self.zvm.get("/v1/vpgs").json():
+                            self.substatus.setdefault(v["VpgName"], set()).add(names[v["SubStatus"]])
+                except Exception:  # noqa: BLE001, S112 - a VM removed under the read; look again
+                    continue
+                self._stop.wait(0.1)
+
+    def powered_on(self) -> list[tuple[str, str, list[str]]]:
+        return [s for s in self.seen if s[1] == "poweredOn"]
+
+
+def latest_report(store: StateStore) -> DrillReportData:
+    rows = [r for r in store.reports(TENANT, kind="drill") if r.format == "json"]
+    assert rows, "no drill report stored"
+    return DrillReportData.model_validate_json(rows[-1].content)
+
+
+def power_ons_since(site: Site, since: datetime) -> list[str]:
+    """Test VMs the recovery vCenter's own events say were powered on since ``since``."""
+    with site.vcenter_block("recovery").get_client() as vc:
+        spec = vim.event.EventFilterSpec(eventTypeId=["VmPoweredOnEvent"], maxCount=1000)  # vcsim pages 10
+        return [e.vm.name for e in vc.content.eventManager.QueryEvents(spec)
+                if e.vm and e.vm.name.endswith(SUFFIX) and e.createdTime.timestamp() >= since.timestamp()]
+
+
+def _wait(task: Any) -> Any:
+    while task.info.state not in ("success", "error"):
+        time.sleep(0.05)
+    assert task.info.state == "success", task.info.error
+    return task.info.result
+
+
+def uplinked_switch(content: Any, datacenter: str, name: str, pnic: str) -> Callable[[], None]:
+    """A distributed switch ``name`` on every host, each host's ``pnic`` behind it (its proxy switch's backing)."""
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.Datacenter], True)
+    dc = next(d for d in view.view if d.name == datacenter)
+    view.Destroy()
+    view = content.viewManager.CreateContainerView(dc, [vim.HostSystem], True)
+    hosts = list(view.view)
+    view.Destroy()
+    dvs = _wait(dc.networkFolder.CreateDVS_Task(vim.DistributedVirtualSwitch.CreateSpec(
+        configSpec=vim.dvs.VmwareDistributedVirtualSwitch.ConfigSpec(name=name))))
+    _wait(dvs.ReconfigureDvs_Task(vim.DistributedVirtualSwitch.ConfigSpec(
+        configVersion=dvs.config.configVersion, host=[vim.dvs.HostMember.ConfigSpec(
+            operation="add", host=h, backing=vim.dvs.HostMember.PnicBacking(
+                pnicSpec=[vim.dvs.HostMember.PnicSpec(pnicDevice=pnic)])) for h in hosts])))
+    for h in hosts:  # what the host itself reports: the proxy switch of ``name`` with the physical NIC
+        h.configManager.networkSystem.UpdateNetworkConfig(vim.host.NetworkConfig(proxySwitch=[
+            vim.host.HostProxySwitch.Config(changeOperation="add", uuid=dvs.uuid, spec=vim.host.HostProxySwitch.Specification(
+                backing=vim.dvs.HostMember.PnicBacking(pnicSpec=[vim.dvs.HostMember.PnicSpec(pnicDevice=pnic)])))]),
+            "modify")
+
+    def restore() -> None:  # the hosts' proxy switch configs as the lab had them: none
+        for h in hosts:
+            h.configManager.networkSystem.UpdateNetworkConfig(vim.host.NetworkConfig(), "replace")
+
+    return restore
+
+
+def assert_site_unchanged(site: Site, vc_before: dict[str, Any], devices_before: dict[Any, list[str]]) -> None:
+    vc_after = vcenter_snapshot(site)
+    assert vc_after == vc_before, {k: (vc_before[k], vc_after[k]) for k in vc_before if vc_before[k] != vc_after[k]}
+    devices_after = device_snapshot(site)
+    assert devices_after == devices_before, [k for k in devices_before if devices_before[k] != devices_after.get(k)]
+
+
+def test_requests_without_the_role_are_refused(protected: Path) -> None:
+    from flows.drill import drill
+    from flows.runbook import NotAuthorised
+
+    store = StateStore()
+    with pytest.raises(NotAuthorised):
+        drill(TENANT, requested_by=HANK)
+    entries = [e for e in store.audit_log() if e.action == "request_drill"]
+    assert entries[-1].outcome == "refused" and entries[-1].actor == HANK
+    assert [r for r in store.runs(TENANT) if r.flow == "drill"] == []
+
+
+def test_drill_passes_in_an_isolated_bubble_and_leaves_the_site_as_it_was(
+        protected: Path, site: Site, zvm: httpx.Client) -> None:
+    from flows.drill import drill
+
+    vc_before, devices_before = vcenter_snapshot(site), device_snapshot(site)
+    with NicWatcher(site, zvm) as watcher:
+        result = drill(TENANT, requested_by=CAROL, output_dir=str(protected))
+
+    assert result.verdict in ("PASS", "PASS WITH WARNINGS"), (result.cause, result.warnings)
+    # During the drill every test VM was up, and only ever on bubble port groups while powered on.
+    on = watcher.powered_on()
+    assert {name for name, _, _ in on} == {m + SUFFIX for m in MACHINES}
+    assert all(set(nets) <= BUBBLE and not set(nets) & PRODUCTION_PGS for _, _, nets in on), on
+    assert {vm.vm: vm.networks for vm in result.report.vms} == {
+        m + SUFFIX: [load_tenant(TENANT).vlan(load_tenant(TENANT).machine(m).nics[0].vlan).drill_port_group]
+        for m in MACHINES}
+    # Isolation was proven before the first power-on; nothing is left; the site is as it was.
+    report = result.report
+    assert report.isolation.proven and report.isolation.nic_backings_ok
+    assert {c.name for c in report.isolation.checks} >= {"switch has no uplink", "no bubble VLAN on agg-1",
+                                                         "no bubble VLAN on pe-1"}
+    first_power_on = min(s.started for v in report.vms for s in v.steps if s.step == "power_on_vm")
+    assert all(c.checked_at <= first_power_on for c in report.isolation.checks)
+    assert report.teardown.verified_absent and not report.teardown.leftovers
+    assert any("dvswitch globex-drill-bubble" in c or "globex-drill-bubble" in c for c in report.teardown.created)
+    assert any("test-access" in c or "fw-vpn/globex-vpn" in c for c in report.teardown.created)
+    assert_site_unchanged(site, vc_before, devices_before)
+    # Replication: the snapshot group was paused and resumed; the continuous one kept running.
+    modes = {p.group: p.replication_during_test for p in report.recovery_points}
+    assert modes == {"globex-db": "running", "globex-apps": "paused and resumed"}
+    assert all(p.consistency == "application" for p in report.recovery_points)
+    assert "ReplicationPausedUserInitiated" in watcher.substatus["globex-apps"]
+    assert "ReplicationPausedUserInitiated" not in watcher.substatus["globex-db"]
+    vpgs = {v["VpgName"]: v for v in zvm.get("/v1/vpgs").json()}
+    names = zvm.get("/v1/vpgs/substatuses").json()
+    assert not any(names[vpgs[g]["SubStatus"]].startswith("ReplicationPaused") for g in modes)
+    for group in modes:
+        points = zvm.get(f"/v1/vpgs/{vpgs[group]['VpgIdentifier']}/checkpoints").json()
+        assert any((p.get("Tag") or "").startswith("Tested at") for p in points), group
+        assert vpgs[group]["LastTest"] is not None
+    # Recorded: the run counts as the last successful drill, with a result per VM.
+    store = StateStore()
+    last = store.last_successful_drill(TENANT)
+    assert last is not None and last.id == result.run_id
+    recovered = {r.machine: r.passed for r in store.drill_results(result.run_id) if r.check == "recovered"}
+    assert recovered == dict.fromkeys(MACHINES, True)
+    assert result.report_paths and all(Path(p).is_file() for p in result.report_paths.values())
+
+
+def test_a_bubble_switch_with_an_uplink_fails_the_drill_before_any_power_on(protected: Path, site: Site) -> None:
+    from flows.drill import DrillFailed, drill
+
+    vc_before, devices_before = vcenter_snapshot(site), device_snapshot(site)
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    with site.vcenter_block("recovery").get_client() as vc:  # the fixture: a switch of the bubble's name, uplinked
+        restore = uplinked_switch(vc.content, site.vcenter.recovery.datacenter, f"{TENANT}-drill-bubble", "vmnic1")
+        try:
+            with pytest.raises(DrillFailed, match="uplink"):
+                drill(TENANT, requested_by=CAROL, output_dir=str(protected))
+        finally:
+            restore()
+
+    report = latest_report(StateStore())
+    assert report.verdict == "FAIL" and not report.isolation.proven
+    assert "uplink" in (report.cause or "")
+    failed = [c for c in report.isolation.checks if not c.passed]
+    assert any(c.name == "switch has no uplink" and "vmnic1" in c.detail for c in failed), failed
+    assert power_ons_since(site, started) == []
+    steps = [s.step for s in StateStore().steps(report.run_id)]
+    assert "start_failover_test" not in steps and "power_on_vm" not in steps
+    assert report.teardown.verified_absent
+    assert_site_unchanged(site, vc_before, devices_before)  # the uplinked switch went with the teardown
+
+
+def test_a_failing_check_ends_fail_with_zero_leftovers_an_incident_and_a_retest(
+        protected: Path, site: Site, lab: LabState) -> None:
+    from draas.recovery.engine import EngineLimits
+    from flows.drill import DrillFailed, drill
+
+    vc_before, devices_before = vcenter_snapshot(site), device_snapshot(site)
+    guests = lab.guests
+    assert guests is not None
+    httpx.post(f"{guests.url}/lab/faults", json={"vm": f"globex-db01{SUFFIX}"}).raise_for_status()
+    try:
+        with pytest.raises(DrillFailed, match="globex-db01"):
+            drill(TENANT, requested_by=CAROL, output_dir=str(protected),
+                  limits=EngineLimits(check_timeout_s=3, check_retries=1, check_poll_s=0.2))
+    finally:
+        httpx.delete(f"{guests.url}/lab/faults")
+
+    report = latest_report(StateStore())
+    assert report.verdict == "FAIL" and "globex-db01" in (report.cause or "")
+    db = next(v for v in report.vms if v.machine == "globex-db01")
+    assert db.status == "failed" and any(c.status == "failed" for c in db.checks)
+    assert report.isolation.proven and report.teardown.verified_absent and not report.teardown.leftovers
+    assert_site_unchanged(site, vc_before, devices_before)
+    # One incident, a re-test within a month inside the tenant's business hours.
+    tenant = load_tenant(TENANT)
+    assert report.incident
+    assert report.retest_scheduled_for is not None
+    local = report.retest_scheduled_for.astimezone(tenant.tz)
+    assert report.finished < report.retest_scheduled_for <= report.finished + timedelta(days=31)
+    assert tenant.business_hours.contains(local, tenant.drills.duration)
+    assert StateStore().last_successful_drill(TENANT) is None or \
+        StateStore().last_successful_drill(TENANT).id != report.run_id  # type: ignore[union-attr]
+
+
+def test_a_failed_test_task_in_the_manager_ends_fail_with_zero_leftovers(protected: Path, site: Site,
+                                                                         lab: LabState) -> None:
+    from flows.drill import DrillFailed, drill
+
+    vc_before, devices_before = vcenter_snapshot(site), device_snapshot(site)
+    assert lab.replication is not None
+    control = httpx.Client(base_url=f"{lab.replication.url}/lab", timeout=10)
+    control.post("/faults", json={"mode": "task_failed", "count": 1, "path_regex": "/failovertest$"}).raise_for_status()
+    try:
+        with pytest.raises(DrillFailed, match="(?i)failover ?test"):
+            drill(TENANT, requested_by=CAROL, output_dir=str(protected))
+    finally:
+        control.delete("/faults")
+    report = latest_report(StateStore())
+    assert report.verdict == "FAIL" and report.isolation.proven and report.teardown.verified_absent
+    assert report.incident and report.retest_scheduled_for is not None
+    assert_site_unchanged(site, vc_before, devices_before)
+
+
+def test_a_killed_drill_is_swept_to_zero_leftovers(protected: Path, site: Site, flows_env: Path,
+                                                   zvm: httpx.Client) -> None:
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import Crashed
+
+    from flows.sweep import sweep_orphans
+
+    vc_before, devices_before = vcenter_snapshot(site), device_snapshot(site)
+    store = StateStore()
+    known = {r.id for r in store.runs(TENANT)}
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    code = f"from flows.drill import drill; drill({TENANT!r}, requested_by={CAROL!r}, output_dir={str(protected)!r})"
+    log_path = flows_env / "killed-drill.log"
+
+    def test_vms_up() -> bool:
+        with site.vcenter_block("recovery").get_client() as vc:
+            return any(vm.name.endswith(SUFFIX) and vm.power_state == "poweredOn" for vm in vc.list_vms(TENANT))
+
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        end = time.monotonic() + 300
+        while not test_vms_up():
+            assert proc.poll() is None, "finished before a test VM was up: " + log_path.read_text()[-2000:]
+            assert time.monotonic() < end, "no test VM came up"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (killed,) = [r.id for r in store.runs(TENANT) if r.id not in known and r.flow == "drill"]
+    assert store.run_objects(killed), "the killed drill recorded nothing"
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(killed), Crashed(message="process killed"), force=True)
+
+    swept = sweep_orphans(older_than_minutes=0, requested_by="ops@provider.example")
+
+    assert killed in [r.run_id for r in swept.swept]
+    assert store.get_run(killed).outcome == "swept" and store.run_objects(killed) == []  # type: ignore[union-attr]
+    assert_site_unchanged(site, vc_before, devices_before)
+    vpgs = {v["VpgName"]: v for v in zvm.get("/v1/vpgs").json()}
+    names = zvm.get("/v1/vpgs/substatuses").json()
+    for group in ("globex-db", "globex-apps"):  # no test left running, replication resumed
+        assert vpgs[group]["ActiveProcessesApi"]["RunningFailOverTestApi"] is None
+        assert not names[vpgs[group]["SubStatus"]].startswith("ReplicationPaused")
