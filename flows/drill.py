@@ -139,8 +139,11 @@ def test_vm_name(machine: str) -> str:
 
 
 def uses_active_directory(config: TenantConfig) -> bool:
-    """The tenant runs Active Directory: a Windows machine or a domain controller in its config."""
-    return any(m.is_domain_controller or m.os_family == "windows" for m in config.machines)
+    """The tenant runs Active Directory: its file declares a domain controller or an AD application.
+
+    Windows machines alone do not say so (a workgroup file server needs no domain controller).
+    """
+    return any(m.is_domain_controller or "active directory" in m.application.lower() for m in config.machines)
 
 
 def replicated_domain_controllers(config: TenantConfig) -> list[str]:

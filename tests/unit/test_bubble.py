@@ -123,3 +123,14 @@ def test_the_retest_is_within_a_month_inside_business_hours(globex) -> None:  # 
         assert failed < slot <= failed + timedelta(days=31)
         assert globex.business_hours.contains(local, globex.drills.duration)
         assert local.time() == globex.business_hours.start and local.weekday() < 5
+
+
+def test_a_drill_needs_a_replicated_domain_controller_only_where_active_directory_is_used() -> None:
+    from flows.drill import replicated_domain_controllers, uses_active_directory
+
+    acme, initech = load_tenant("acme"), load_tenant("initech")
+    assert uses_active_directory(acme) and replicated_domain_controllers(acme) == ["acme-dc01"]
+    assert not uses_active_directory(initech)  # Windows file and application servers in a workgroup
+    unprotected = acme.model_copy(update={"protection_groups": [g for g in acme.protection_groups
+                                                                if "acme-dc01" not in g.machines]})
+    assert uses_active_directory(unprotected) and replicated_domain_controllers(unprotected) == []
