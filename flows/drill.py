@@ -98,7 +98,7 @@ from tasks.replication import (
     tag_checkpoint,
     wait_for_replication_task,
 )
-from tasks.servicedesk import add_work_note, open_incident
+from tasks.servicedesk import active_incident_number, add_work_note, open_incident, reopen_incident, resolve_incident
 from tasks.tenant import validate_tenant_config
 
 FLOW_NAME = "drill"
@@ -358,6 +358,7 @@ def drill(tenant: str, requested_by: str,
             raise state.error  # type: ignore[misc]
         if data.verdict == "FAIL":
             raise DrillFailed(f"drill of {tenant} failed: {data.cause}") from state.error
+        _resolve_failed_drill_incident(run, site, tenant)
         run.finish(f"Drill of {tenant}: {data.verdict}", sections=[_vm_table(data)],
                    detail={"verdict": data.verdict, "rto_s": data.rto_s, "rpo_s": data.rpo_s})
     return DrillResult(tenant=tenant, run_id=run.run_id, verdict=data.verdict, cause=data.cause,
@@ -597,12 +598,28 @@ def _history(run: RunContext, tenant: str) -> list[HistoryPoint]:
     return sorted(out, key=lambda h: h.started)
 
 
+def drill_incident_id(tenant: str) -> str:
+    """The correlation id of the tenant's failed-drill incident (one at a time: reopened by a later failure)."""
+    return f"drill-{tenant}"
+
+
+def _resolve_failed_drill_incident(run: RunContext, site: Site, tenant: str) -> None:
+    """A passing drill is the re-test the service definition asks for: it resolves the open failed-drill incident."""
+    desk = site.servicedesk_block()
+    cid = drill_incident_id(tenant)
+    try:
+        if active_incident_number(desk, cid) is not None:
+            run.step(resolve_incident(desk, cid, close_notes=f"Re-test passed: drill run {run.run_id}."))
+    except Exception as exc:  # noqa: BLE001 - a passing drill stays a passing drill; the audit trail has the error
+        run.record(StepResult(step="resolve_incident", target=cid).failed(exc))
+
+
 def _failed_drill(run: RunContext, state: _DrillState, data: DrillReportData, paths: dict[str, str],
                   site: Site) -> DrillReportData:
     """One incident with the report linked, and a re-test within a month inside business hours, noted on it."""
     config = state.config
     slot = retest_slot(config, data.finished)
-    correlation = f"drill-{config.id}-{run.run_id[:8]}"
+    correlation = drill_incident_id(config.id)
     desk = site.servicedesk_block()
     links = "\n".join(f"{k}: {v}" for k, v in sorted(paths.items()))
     number: str | None = None
@@ -612,6 +629,9 @@ def _failed_drill(run: RunContext, state: _DrillState, data: DrillReportData, pa
             description=f"Drill run {run.run_id} requested by {run.requested_by}: FAIL.\nCause: {data.cause}\n"
                         f"Report:\n{links}", correlation_id=correlation, correlation_display=f"drill {config.id}")))
         number = getattr(opened.payload, "number", None) or opened.detail.get("number")
+        if not opened.changed:  # the incident of an earlier failed drill: back in progress, with this failure
+            run.step(reopen_incident(desk, correlation, f"Drill run {run.run_id} failed again: {data.cause}\n"
+                                                        f"Report:\n{links}"))
     except Exception as exc:  # noqa: BLE001 - the failed drill's report matters more than the ticket
         run.record(StepResult(step="open_incident", target=correlation).failed(exc))
     scheduled = _schedule_retest(run, config, slot)

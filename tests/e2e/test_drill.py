@@ -341,3 +341,21 @@ def test_a_killed_drill_is_swept_to_zero_leftovers(protected: Path, site: Site, 
     for group in ("globex-db", "globex-apps"):  # no test left running, replication resumed
         assert vpgs[group]["ActiveProcessesApi"]["RunningFailOverTestApi"] is None
         assert not names[vpgs[group]["SubStatus"]].startswith("ReplicationPaused")
+
+
+def test_a_passing_retest_resolves_the_failed_drill_incident(protected: Path, site: Site) -> None:
+    """The failed drills above share one incident (reopened by each failure); the next passing drill resolves it."""
+    from draas.clients.servicedesk import INCIDENT
+    from flows.drill import drill, drill_incident_id
+
+    def incidents() -> list[Any]:
+        with site.servicedesk_block().get_client() as desk:
+            return [desk.get_incident(r.sys_id) for r in desk.query(INCIDENT,
+                                                                    {"correlation_id": drill_incident_id(TENANT)})]
+
+    (before,) = incidents()
+    assert not before.is_resolved
+    result = drill(TENANT, requested_by=CAROL, output_dir=str(protected))
+    assert result.verdict in ("PASS", "PASS WITH WARNINGS")
+    (after,) = incidents()
+    assert after.number == before.number and after.is_resolved
