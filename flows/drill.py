@@ -85,7 +85,7 @@ from draas.reports.drill_model import (
 from draas.reports.run_summary import Section
 from draas.site import Site
 from draas.validation import add_months, load_catalog
-from flows.failover import Approval, RecoveryPointChoice, choose_point
+from flows.failover import Approval, RecoveryPointChoice, choose_point, select_groups
 from flows.runbook import CrashPolicy, RequestRefused, RunContext, error_text
 from tasks.bubble import build_bubble, read_routing_configs, read_switch, read_vm_networks
 from tasks.ledger import verify_records_removed
@@ -177,17 +177,6 @@ def retest_slot(config: TenantConfig, failed_at: datetime) -> datetime:
     return slot
 
 
-def _groups(config: TenantConfig, groups: list[str] | None) -> list[str]:
-    known = [g.name for g in config.protection_groups]
-    if not groups:
-        return known
-    unknown = [g for g in groups if g not in known]
-    if unknown:
-        raise DrillRefused(f"groups: {', '.join(unknown)} not among {config.id}'s protection groups "
-                           f"({', '.join(known)})")
-    return [g for g in known if g in groups]
-
-
 def _report_module() -> Any:
     """The DR Test Report renderer, or None while it is not installed (the data is stored as JSON then)."""
     try:
@@ -242,7 +231,7 @@ def drill(tenant: str, requested_by: str,
         valid = validate_tenant_config(tenant, config_dir)
         config = valid.tenant
         run.authorise(config, "request_drill")
-        chosen = _groups(config, groups)
+        chosen = select_groups(config, groups, DrillRefused)
         warnings_pre: list[str] = []
         if uses_active_directory(config):
             dcs = replicated_domain_controllers(config)

@@ -169,14 +169,16 @@ def choose_point(points: list[RecoveryPoint], choice: RecoveryPointChoice, group
     return found[-1]
 
 
-def _groups(config: TenantConfig, groups: list[str] | None) -> list[str]:
+def select_groups(config: TenantConfig, groups: list[str] | None,
+                  refused: type[RequestRefused] = FailoverRefused) -> list[str]:
+    """The protection groups a request names (all when none), in the config's order; ``refused`` names unknown ones."""
     known = [g.name for g in config.protection_groups]
     if not groups:
         return known
     unknown = [g for g in groups if g not in known]
     if unknown:
-        raise FailoverRefused(f"groups: {', '.join(unknown)} not among {config.id}'s protection groups "
-                              f"({', '.join(known)})")
+        raise refused(f"groups: {', '.join(unknown)} not among {config.id}'s protection groups "
+                      f"({', '.join(known)})")
     return [g for g in known if g in groups]
 
 
@@ -221,7 +223,7 @@ def failover(tenant: str, requested_by: str, mode: Literal["planned", "unplanned
         valid = validate_tenant_config(tenant, config_dir)
         config = valid.tenant
         run.authorise(config, "invoke_dr")
-        chosen = _groups(config, groups)
+        chosen = select_groups(config, groups)
         if mode == "planned" and recovery_point.kind != "latest":
             raise FailoverRefused(f"recovery_point: a planned failover recovers to the final checkpoint taken after "
                                   f"the protected VMs are shut down (no data loss); {recovery_point.describe()} "

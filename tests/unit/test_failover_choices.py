@@ -48,3 +48,17 @@ def test_incomplete_choices_are_invalid() -> None:
         RecoveryPointChoice.model_validate("not a time")
     naive = RecoveryPointChoice(kind="at", at=datetime(2026, 12, 3, 8, 0))  # noqa: DTZ001 - naive on purpose
     assert naive.at is not None and naive.at.tzinfo is UTC
+
+
+def test_groups_are_all_by_default_in_config_order_and_unknown_ones_are_refused() -> None:
+    from draas.validation import load_tenant
+    from flows.drill import DrillRefused
+    from flows.failover import select_groups
+
+    acme = load_tenant("acme")
+    assert select_groups(acme, None) == ["acme-windows", "acme-linux"]
+    assert select_groups(acme, ["acme-linux", "acme-windows"]) == ["acme-windows", "acme-linux"]
+    with pytest.raises(FailoverRefused, match="groups: nope not among acme's"):
+        select_groups(acme, ["nope"])
+    with pytest.raises(DrillRefused, match="groups: nope"):
+        select_groups(acme, ["nope"], DrillRefused)
