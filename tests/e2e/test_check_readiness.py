@@ -29,26 +29,14 @@ QUARANTINE = "acme-quarantine"
 
 
 @pytest.fixture(scope="module")
-def env(lab, prefect_harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh state store for this module's runs."""
-    root = tmp_path_factory.mktemp("check-readiness")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DRAAS_DATABASE_URL", f"sqlite:///{root / 'state.db'}")
-    try:
-        yield root
-    finally:
-        mp.undo()
-
-
-@pytest.fixture(scope="module")
-def protected(env: Path) -> Iterator[None]:
+def protected(flows_env: Path) -> Iterator[None]:
     """The tenant onboarded, its container built and its groups protected; offboarded afterwards."""
     from flows.offboard import offboard_tenant
     from flows.onboard import onboard_tenant
     from flows.preprovision import preprovision_container
     from flows.protection import setup_protection
 
-    onboard_tenant(TENANT, output_dir=str(env / "out"))
+    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
     try:
         preprovision_container(TENANT)
         setup_protection(TENANT, sync_timeout_s=60)
