@@ -157,7 +157,9 @@ def deploy(specs: list[DeploymentSpec], work_pool: str, *, dry_run: bool = False
             deployment = flow.to_deployment(
                 name=spec.name, parameters=spec.parameters, tags=spec.tags, description=spec.description,
                 schedules=[_schedule(s) for s in spec.schedules] or None, work_pool_name=work_pool,
-                concurrency_limit=spec.concurrency_limit)
+                concurrency_limit=spec.concurrency_limit,
+                # a process worker runs flows in a scratch directory unless told where the project is
+                job_variables={"working_dir": str(root)})
             deployment.apply(work_pool_name=work_pool)
     finally:
         os.chdir(cwd)

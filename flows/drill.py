@@ -343,13 +343,14 @@ def drill(tenant: str, requested_by: str,
             data = _failed_drill(run, state, data, paths, site)
             paths = _write_files(data, output_dir)  # the same files, now naming the incident and the re-test
         _publish(run, data, paths)
+        run.facts.update(verdict=data.verdict, rto_s=data.rto_s, rpo_s=data.rpo_s, report=paths)
         if refused:
             raise state.error  # type: ignore[misc]
         if data.verdict == "FAIL":
             raise DrillFailed(f"drill of {tenant} failed: {data.cause}") from state.error
         _resolve_failed_drill_incident(run, site, tenant)
         run.finish(f"Drill of {tenant}: {data.verdict}", sections=[_vm_table(data)],
-                   detail={"verdict": data.verdict, "rto_s": data.rto_s, "rpo_s": data.rpo_s})
+                   detail={"verdict": data.verdict, "rto_s": data.rto_s, "rpo_s": data.rpo_s, "report": paths})
     return DrillResult(tenant=tenant, run_id=run.run_id, verdict=data.verdict, cause=data.cause,
                        warnings=data.warnings, report=data, report_paths=paths, incident=data.incident,
                        retest_at=data.retest_scheduled_for, steps=run.steps)
@@ -636,15 +637,17 @@ def _schedule_retest(run: RunContext, config: TenantConfig, slot: datetime) -> s
     """A scheduled flow run of the drill's deployment at ``slot``, when one is deployed; else the planned date."""
     try:
         from prefect import get_client
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        from prefect.exceptions import ObjectNotFound
         from prefect.states import Scheduled
 
         with get_client(sync_client=True) as client:
-            deployments = [d for d in client.read_deployments(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME]))) if d.name == config.id]
-            if deployments:  # ``drill/<tenant>`` (deployments/deploy.py)
+            try:
+                deployment = client.read_deployment_by_name(f"{FLOW_NAME}/{config.id}")  # deployments/deploy.py
+            except ObjectNotFound:
+                deployment = None
+            if deployment is not None:
                 flow_run = client.create_flow_run_from_deployment(
-                    deployments[0].id, parameters={"tenant": config.id, "requested_by": run.requested_by,
+                    deployment.id, parameters={"tenant": config.id, "requested_by": run.requested_by,
                                                    "channel": "schedule"},
                     state=Scheduled(scheduled_time=slot.astimezone(UTC)))
                 run.record(StepResult(step="schedule_retest", target=config.id).done(

@@ -86,6 +86,34 @@ def lease_ttl_s() -> float:
     return float(os.environ.get("DRAAS_LEASE_TTL_S", "60"))
 
 
+def ticket_note(title: str, run_id: str, outcome: str, error: str | None, facts: dict[str, Any],
+                ui_url: str | None) -> str:
+    """The work note a requester's ticket gets when the run ends (outcome, RTO/RPO, report, links)."""
+    lines = [f"DRaaS: {title} - {outcome}" + (f" ({facts['verdict']})" if facts.get("verdict") else ""),
+             f"Run: {run_id}"]
+    if error:
+        lines.append(f"Cause: {error}")
+    figures = [f"{label} {facts[key]:.1f} s" for key, label in (("rto_s", "RTO"), ("rpo_s", "RPO"), ("data_loss_s", "data loss"))
+               if isinstance(facts.get(key), int | float)]
+    if figures:
+        lines.append(", ".join(figures))
+    for kind, where in sorted((facts.get("report") or {}).items()):
+        lines.append(f"Report ({kind}): {where}")
+    if ui_url:
+        lines.append(f"Prefect: {ui_url}")
+    return "\n".join(lines)
+
+
+def _ui_url(run_id: str) -> str | None:
+    try:
+        from prefect.settings import PREFECT_UI_URL
+
+        base = PREFECT_UI_URL.value()
+    except Exception:  # noqa: BLE001 - no UI configured
+        return None
+    return f"{str(base).rstrip('/')}/runs/flow-run/{run_id}" if base else None
+
+
 class RunContext:
     """One flow run's admission, record, audit trail, progress, summary and clean-up."""
 
@@ -111,6 +139,10 @@ class RunContext:
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
         self._failure_hooks: list[Any] = []
+        #: The service-desk ticket that asked for this run: it hears the outcome when the run ends.
+        self.ticket: str | None = (parameters.get("ticket") or None) if not dry_run else None
+        #: What the ticket's note reports besides the outcome (``rto_s``, ``rpo_s``, ``report``...).
+        self.facts: dict[str, Any] = {}
 
     # -- audit ---------------------------------------------------------------------------------
     def audit(self, outcome: str, detail: dict[str, Any] | None = None, *, action: str | None = None,
@@ -136,6 +168,7 @@ class RunContext:
         self.audit("refused", {"reason": error_text(exc), **({"problems": problems} if problems else {})})
         self._publish(RunSummaryView(title=f"{self.title}: refused", run_id=self.run_id, dry_run=self.dry_run,
                                      refused=error_text(exc), steps=[]))
+        self._tell_ticket("Refused", error_text(exc), recorded=False)
 
     def authorise(self, tenant_config: Any, role: str) -> None:
         """Refuse unless ``requested_by`` is an authorised person of the tenant with ``role``."""
@@ -170,8 +203,10 @@ class RunContext:
                 yield self
             except BaseException as exc:
                 self._fail(exc)
+                self._tell_ticket("Failed", error_text(exc), recorded=not self.dry_run)
                 raise
             self._succeed()
+            self._tell_ticket("Completed", None, recorded=not self.dry_run)
         finally:
             sessions.close_pool(self.run_id)
             set_run_deadline(self.run_id, None)
@@ -207,6 +242,7 @@ class RunContext:
     def finish(self, title: str, sections: list[Section] | None = None, detail: dict[str, Any] | None = None) -> None:
         """Set the success summary (the run ends Completed when the ``started`` block exits)."""
         self._finished = (title, sections or [], detail or {})
+        self.facts.update(detail or {})
 
     @property
     def changed(self) -> bool:
@@ -251,6 +287,33 @@ class RunContext:
         self.audit("failed", {"error": error_text(exc), "failed_after": self.steps[-1].step if self.steps else None})
         self._publish(RunSummaryView(title=title, run_id=self.run_id, dry_run=self.dry_run, error=error_text(exc),
                                      steps=self.steps))
+
+    def _tell_ticket(self, outcome: str, error: str | None, *, recorded: bool) -> None:
+        """A work note on the requester's ticket with the outcome; resolved when the run Completed.
+
+        A ticket that cannot be updated never changes the run's outcome: the failure is a recorded
+        step (or, for a refusal, which records nothing, an audit entry).
+        """
+        if not self.ticket:
+            return
+        from tasks.servicedesk import update_ticket
+
+        note = ticket_note(self.title, self.run_id, outcome, error, self.facts, _ui_url(self.run_id))
+        try:
+            site = self.site
+            if site is None:
+                from draas.site import Site
+
+                site = Site.for_config_dir(self.parameters.get("config_dir"))
+            result = update_ticket(site.servicedesk_block(), self.ticket, note, resolve=outcome == "Completed",
+                                   close_notes=f"{self.title}: {outcome} (run {self.run_id})")
+        except Exception as exc:  # noqa: BLE001 - the run's own outcome stands
+            result = StepResult(step="update_ticket", target=self.ticket).failed(exc)
+        if recorded:
+            self.record(result)
+        else:
+            self.audit("ticket_updated" if result.status != "failed" else "ticket_update_failed",
+                       {"ticket": self.ticket, **({"error": result.error} if result.error else {})})
 
     def _publish(self, view: RunSummaryView) -> None:
         try:

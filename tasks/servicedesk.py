@@ -166,3 +166,35 @@ def send_notification(credentials: ServiceDeskCredentials, notification: Notific
         receipt = notifier.send(notification)
     return result.done(changed=True, diff=[f"+ notification {notification.subject!r}"],
                        detail=receipt.model_dump(mode="json"))
+
+
+def ticket_table(number: str) -> Table:
+    """The table a ticket number lives in: ``CHG...`` change requests, everything else incidents."""
+    return CHANGE_REQUEST if number.strip().upper().startswith("CHG") else INCIDENT
+
+
+@task(**RETRY_POLICY, cache_policy=NO_CACHE)
+def update_ticket(credentials: ServiceDeskCredentials, number: str, note: str, *, resolve: bool,
+                  close_notes: str = "") -> StepResult:
+    """The requester's ticket (by number) gets ``note`` once; on ``resolve`` it is resolved (incident) or
+    closed successful (change request), unless it is already."""
+    table = ticket_table(number)
+    result: StepResult[None] = StepResult(step="update_ticket", target=f"{table}:{number}")
+    with session(credentials) as client:
+        found = client.query(table, {"number": number.strip()}, limit=1)
+        if not found:
+            raise ServiceDeskRecordNotFound(f"no {table} numbered {number!r}")
+        record = found[0]
+        changed = False
+        if not any(n.value.strip() == note.strip() for n in client.work_notes(table, record.sys_id)):
+            client.add_work_note(table, record.sys_id, note)
+            changed = True
+        if resolve and table == INCIDENT and not client.get_incident(record.sys_id).is_resolved:
+            client.resolve_incident(record.sys_id, close_notes or note)
+            changed = True
+        elif resolve and table == CHANGE_REQUEST and not client.get_change_request(record.sys_id).is_closed:
+            client.close_change_request(record.sys_id, close_notes or note, "successful")
+            changed = True
+    _log().info("ticket %s updated%s", number, " and resolved" if resolve else "")
+    return result.done(changed=changed, diff=[f"~ {number}: work note{', resolved' if resolve else ''}"],
+                       detail={"table": table, "number": number, "resolved": resolve})

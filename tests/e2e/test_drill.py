@@ -359,3 +359,121 @@ def test_a_passing_retest_resolves_the_failed_drill_incident(protected: Path, si
     assert result.verdict in ("PASS", "PASS WITH WARNINGS")
     (after,) = incidents()
     assert after.number == before.number and after.is_resolved
+
+
+@pytest.fixture(scope="module")
+def drill_deployment(protected: Path) -> Iterator[str]:
+    """``drill/globex`` deployed on the session's server (a pool no worker polls until a test starts one)."""
+    from prefect import get_client
+
+    from deployments.deploy import deploy, existing, plan_deployments
+    from flows import FLOWS
+
+    pool = "draas-drill-test"
+    deploy(plan_deployments([load_tenant(TENANT)], {"drill": FLOWS["drill"]}, frozenset()), pool)
+    try:
+        yield pool
+    finally:
+        with get_client(sync_client=True) as client:
+            for d in existing().values():
+                client.delete_deployment(d.id)
+
+
+def test_a_failed_drills_retest_is_a_scheduled_run_of_the_drill_deployment(drill_deployment: str) -> None:
+    from prefect import get_client
+
+    from flows.drill import _schedule_retest, retest_slot
+    from flows.runbook import CrashPolicy, RunContext
+
+    config = load_tenant(TENANT)
+    slot = retest_slot(config, datetime.now(UTC))
+    run = RunContext("drill", action="request_drill", tenant=TENANT, requested_by=CAROL, channel="test",
+                     parameters={"tenant": TENANT}, policy=CrashPolicy.NONE, dry_run=True)
+    said = _schedule_retest(run, config, slot)
+    (step,) = [s for s in run.steps if s.step == "schedule_retest"]
+    assert said.startswith("scheduled as flow run") and step.ok, (said, step.error)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(step.detail["flow_run"])
+        deployment = client.read_deployment(flow_run.deployment_id)
+    assert deployment.name == TENANT and flow_run.state_type.value == "SCHEDULED"
+    assert abs((flow_run.next_scheduled_start_time - slot).total_seconds()) < 1
+    assert flow_run.parameters == {"tenant": TENANT, "requested_by": CAROL, "channel": "schedule"}
+    local = slot.astimezone(config.tz)
+    assert config.business_hours.start <= local.time() <= config.business_hours.end
+
+
+def test_a_drill_asked_for_by_a_ticket_through_the_gateway_notes_and_resolves_the_ticket(
+        lab: LabState, protected: Path, drill_deployment: str, flows_env: Path) -> None:
+    """A ServiceNow-style caller: opens an incident, signs a request as docs/service-desk.md says, and its
+    ticket gets the outcome, RTO/RPO and the report when the run (executed by a process worker) ends."""
+    import json
+    import socket
+
+    import uvicorn
+    from prefect.settings import PREFECT_API_URL
+
+    from deployments.gateway import KeyStore, build_app, sign
+
+    sd = lab.servicedesk
+    assert sd is not None
+    desk = httpx.Client(base_url=sd.url, auth=(sd.username, sd.password), timeout=30,
+                        headers={"Accept": "application/json"})
+    incident = desk.post("/api/now/table/incident", json={"short_description": "Please run the DR test of globex",
+                                                          "caller_id": CAROL}).json()["result"]
+    key = KeyStore().rotate(TENANT).current
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        body = json.dumps({"requested_by": CAROL, "ticket": incident["number"],
+                           "parameters": {"output_dir": str(protected)}}).encode()
+        stamp = int(time.time())
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/tenants/{TENANT}/drills", content=body,
+                            headers={"Content-Type": "application/json", "X-DRaaS-Timestamp": str(stamp),
+                                     "X-DRaaS-Signature": sign(key, stamp, body),
+                                     "Idempotency-Key": f"{incident['number']}-drill"})
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        with open(flows_env / "worker.log", "wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", drill_deployment,
+                                       "--type", "process"], cwd=Path(__file__).resolve().parents[2], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT)
+
+        def status() -> dict[str, Any]:
+            stamp = int(time.time())
+            return httpx.get(f"http://127.0.0.1:{port}/v1/runs/{run_id}", headers={
+                "X-DRaaS-Tenant": TENANT, "X-DRaaS-Timestamp": str(stamp),
+                "X-DRaaS-Signature": sign(key, stamp, run_id.encode())}).json()
+
+        end = time.monotonic() + 600
+        while (state := status())["state"] not in ("Completed", "Failed", "Crashed", "Cancelled"):
+            assert time.monotonic() < end, f"run {run_id} did not end: {state}"
+            assert worker.poll() is None, (flows_env / "worker.log").read_text()[-3000:]
+            time.sleep(2)
+        assert state["state"] == "Completed", (flows_env / "worker.log").read_text()[-3000:]
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    notes = desk.get("/api/now/table/sys_journal_field", params={
+        "sysparm_query": f"element_id={incident['sys_id']}^element=work_notes"}).json()["result"]
+    (note,) = [n["value"] for n in notes if run_id in n["value"]]
+    assert "Completed (PASS" in note and "RTO " in note and "RPO " in note, note
+    (report,) = [line.split(": ", 1)[1] for line in note.splitlines() if line.startswith("Report (html)")]
+    assert Path(report).is_file()
+    after = desk.get(f"/api/now/table/incident/{incident['sys_id']}").json()["result"]
+    assert after["state"] == "6" and run_id in after["close_notes"]  # Resolved
+    record = StateStore().get_run(run_id)
+    assert record is not None and record.outcome == "success"
+    assert [s.step for s in StateStore().steps(run_id)][-1] == "update_ticket"
