@@ -852,6 +852,15 @@ class StateStore:
                 query = query.where(AuditEntry.at >= since)
             return list(s.exec(query.order_by(col(AuditEntry.id))))
 
+    def run_outcome(self, run_id: str) -> tuple[str, dict] | None:
+        """How a run ended by its own audit trail: (``succeeded``/``failed``/``refused``, the entry's detail:
+        RTO/RPO, report paths, error...), the last such entry; None while it has not ended."""
+        with self.session() as s:
+            entry = s.exec(select(AuditEntry).where(AuditEntry.run_id == run_id)
+                           .where(col(AuditEntry.outcome).in_(("succeeded", "failed", "refused")))
+                           .order_by(col(AuditEntry.id).desc())).first()
+            return (entry.outcome, dict(entry.detail or {})) if entry is not None else None
+
     def counts(self) -> dict[str, int]:
         """Row count per table (tests use it to prove nothing was written)."""
         with self.engine.connect() as conn:
