@@ -17,6 +17,26 @@ lab_app = typer.Typer(help="The embedded lab: vCenters, Cisco devices, replicati
 app.add_typer(lab_app, name="lab")
 console = Console()
 
+
+@app.callback()
+def _use_running_stack() -> None:
+    """Point Prefect at the running stack's API (`draas stack up`) when PREFECT_API_URL is unset.
+
+    Only when `draas` runs as a program and before Prefect is imported (its settings are read
+    then): an in-process call, as by tests, never has its environment changed.
+    """
+    import os
+
+    as_program = Path(sys.argv[0]).name in ("draas", "cli.py")
+    if not as_program or "PREFECT_API_URL" in os.environ or "prefect" in sys.modules:
+        return
+    from deployments.stack import running_api_url
+
+    url = running_api_url()
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+
+
 LabDirOption = typer.Option(None, "--lab-dir", help="Lab directory (default $DRAAS_LAB_DIR or ./.lab).")
 
 
@@ -222,7 +242,10 @@ def gateway_serve(ctx: typer.Context,
                   host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
                   port: int = typer.Option(8788, "--port", help="Port to listen on."),
                   ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)."),
-                  ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM).")) -> None:
+                  ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)."),
+                  ui_url: str | None = typer.Option(None, "--ui-url",
+                                                    help="Prefect UI base URL: accepted runs answer with their link.")
+                  ) -> None:
     """Serve the gateway (plain HTTP on loopback unless a certificate is given; see docs/service-desk.md)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -230,7 +253,8 @@ def gateway_serve(ctx: typer.Context,
 
     from deployments.gateway import build_app
 
-    uvicorn.run(build_app(), host=host, port=port, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+    uvicorn.run(build_app(ui_url=ui_url), host=host, port=port,
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                 ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 
 
@@ -242,6 +266,97 @@ def gateway_key(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant i
 
     keys = KeyStore()
     typer.echo((keys.rotate(tenant) if rotate else keys.ensure(tenant)).current)
+
+
+stack_app = typer.Typer(help="The product on this machine: Prefect server and UI, workers, gateway, lab "
+                                 "(docs/stack.md).", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+StackDirOption = typer.Option(None, "--stack-dir", help="Stack directory (default $DRAAS_STACK_DIR or .draas/stack).")
+
+
+@stack_app.command("up")
+def stack_up(stack_dir: Path | None = StackDirOption,
+             port: str = typer.Option("4200", "--port", help="Prefect server (API and UI) port; 0 or auto: any free."),
+             gateway_port: str = typer.Option("8788", "--gateway-port", help="Gateway port; 0 or auto: a free one."),
+             workers: int = typer.Option(1, "--workers", help="Process workers on the work pool."),
+             work_pool: str = typer.Option("draas", "--work-pool", help="Process work pool the workers poll."),
+             database_url: str | None = typer.Option(None, "--database-url", envvar="DRAAS_STACK_DATABASE_URL",
+                                                     show_envvar=True,
+                                                     help="Prefect's database: postgresql://USER:PASSWORD@HOST/DB "
+                                                          "(default: SQLite in the stack directory)."),
+             lab: bool | None = typer.Option(None, "--lab/--no-lab",
+                                             help="Start the lab (default: unless $DRAAS_SITE_PROFILE is set or "
+                                                  "site.yaml names real systems)."),
+             timeout: float = typer.Option(90.0, "--timeout", help="Seconds each component may take to answer.")
+             ) -> None:
+    """Start the stack (or report the running one); a failed start stops what it started and exits 1."""
+    from deployments import stack
+    from draas.site import SiteConfigError
+
+    try:
+        opts = stack.StackOptions(stack_dir=stack_dir, port=stack.parse_port(port, "--port"),
+                                  gateway_port=stack.parse_port(gateway_port, "--gateway-port"), workers=workers,
+                                  work_pool=work_pool, database_url=database_url, lab=lab, timeout=timeout)
+        state, already = stack.up(opts, echo=typer.echo)
+    except (stack.StackError, SiteConfigError) as exc:
+        typer.echo(f"draas stack up: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"stack is {'already ' if already else ''}up (stack dir: {stack.resolve_dir(stack_dir)})")
+    typer.echo(f"  Prefect UI   {state.prefect_ui_url}\n  Prefect API  {state.prefect_api_url}\n"
+               f"  gateway      {state.gateway_url}\n  work pool    {state.work_pool} ({state.workers} worker(s))\n"
+               f"  site         {stack.SITE_MODES[state.lab.mode]}"
+               + (f" ({state.lab.site_profile})" if state.lab.site_profile else ""))
+
+
+@stack_app.command("down")
+def stack_down(stack_dir: Path | None = StackDirOption) -> None:
+    """Stop what `draas stack up` started; exit 1 if a process or port of the stack is left."""
+    from deployments import stack
+
+    try:
+        stopped = stack.down(stack_dir, echo=typer.echo)
+    except stack.StackError as exc:
+        typer.echo(f"draas stack down: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("stack is down" if stopped else "stack is not up (nothing to stop)")
+
+
+@stack_app.command("status")
+def stack_status(stack_dir: Path | None = StackDirOption,
+                 as_json: bool = typer.Option(False, "--json", help="Print endpoints and components as JSON.")) -> None:
+    """Show each component and the endpoints; exit 0 only when every component is up."""
+    import json
+
+    from deployments import stack
+
+    try:
+        report = stack.status(stack_dir)
+    except stack.StackError as exc:
+        typer.echo(f"draas stack status: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(f"stack is {report['state']} ({report['stack_dir']})")
+        for name, comp in report["components"].items():
+            where = comp.get("url") or comp.get("site_profile") or comp.get("work_pool") or ""
+            typer.echo(f"  {name:<15} {comp['state']:<12} {where}")
+        if report["prefect_ui_url"]:
+            typer.echo(f"  Prefect UI {report['prefect_ui_url']}  API {report['prefect_api_url']}  "
+                       f"gateway {report['gateway_url']}")
+    raise typer.Exit(0 if report["state"] == "up" else 1)
+
+
+@stack_app.command("env")
+def stack_env(stack_dir: Path | None = StackDirOption) -> None:
+    """Print shell lines pointing Prefect at the stack: eval "$(draas stack env)"."""
+    from deployments import stack
+
+    try:
+        typer.echo("\n".join(stack.env_lines(stack_dir)))
+    except stack.StackError as exc:
+        typer.echo(f"draas stack env: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("sweep")
