@@ -90,8 +90,9 @@ def demo(lab_dir: Path | None = LabDirOption,
          keep_lab: bool = typer.Option(False, "--keep-lab", help="Leave the lab running afterwards."),
          keep_tenants: bool = typer.Option(False, "--keep-tenants",
                                            help="Do not offboard the tenants at the end (implies a lab to look at)."),
-         output_dir: Path = typer.Option(Path("out"), "--output-dir", help="Where DR plans are written.")) -> None:
-    """The main job on the embedded lab: start it, onboard and pre-provision the sample tenants, stop it."""
+         output_dir: Path = typer.Option(Path("out"), "--output-dir", help="Where DR plans and reports are written.")) -> None:
+    """The main job on the embedded lab: each sample tenant's life (onboard, pre-provision, protect, a drill
+    through its deployment, the Gold tenant's failover through the gateway and failback, offboard)."""
     from draas import demo as demo_mod
 
     raise typer.Exit(demo_mod.run(lab_dir=lab_dir, keep_lab=keep_lab or keep_tenants, console=Console(width=140),

@@ -120,28 +120,6 @@ def protection(tenants: list[str], console: Console) -> Table:
     return table
 
 
-def drills(tenants: list[str], output_dir: Path, console: Console) -> Table:
-    """A DR drill (bubble test) of every tenant; prints where each DR Test Report is."""
-    from draas.validation import load_tenant
-    from flows.drill import drill
-
-    table = Table("tenant", "verdict", "RTO (s)", "RPO (s)", "VMs verified", "report (HTML)",
-                  title="DR drills in isolated bubbles (torn down after each)")
-    for tenant in tenants:
-        config = load_tenant(tenant)
-        who = next(p.email for p in config.authorised_persons
-                   if "request_drill" in {getattr(r, "value", r) for r in p.roles})
-        result = drill(tenant, requested_by=who, channel="cli", output_dir=str(output_dir))
-        data = result.report
-        verified = sum(1 for v in data.vms if v.status == "verified")
-        table.add_row(tenant, result.verdict, f"{data.rto_s:.1f}" if data.rto_s is not None else "-",
-                      f"{data.rpo_s:.1f}" if data.rpo_s is not None else "-", f"{verified}/{len(data.vms)}",
-                      result.report_paths.get("html", "-"))
-        for fmt, path in sorted(result.report_paths.items()):
-            console.print(f"{tenant}: DR Test Report ({fmt}) {path}")
-    return table
-
-
 def offboard_all(tenants: list[str]) -> Table:
     from flows.offboard import offboard_tenant
 
@@ -154,16 +132,21 @@ def offboard_all(tenants: list[str]) -> Table:
 
 def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | None = None,
         tenants: list[str] | None = None, output_dir: Path = Path("out"), offboard: bool = True) -> int:
-    """Start the lab, run the main job against it, stop it (unless ``keep_lab``). Returns an exit code.
+    """Start the lab and the stack, run the main job against them, stop them (the lab unless ``keep_lab``).
 
     The main job: show the site's inventory, onboard and pre-provision every sample tenant,
-    show the inventory again, protect their machines and watch their RPO, then (unless ``offboard`` is False) offboard them and show that
-    the devices and vCenter are back where they started. The systems are the site's
-    (configs/site.yaml): with the default ``connections: profile`` and no other profile
-    configured, that is the lab started here, found through ``$DRAAS_LAB_DIR``.
+    show the inventory again, protect their machines and watch their RPO, deploy every flow per
+    tenant on the stack, drill every tenant through its ``drill/<tenant>`` deployment (run by the
+    stack's worker), fail the Gold tenant over through the webhook gateway (a service-desk incident
+    asks; its work note and resolution come back) and fail it back, then (unless ``offboard`` is
+    False) offboard them and show that the devices and vCenter are back where they started. The
+    systems are the site's (configs/site.yaml): with the default ``connections: profile`` and no
+    other profile configured, that is the lab started here, found through ``$DRAAS_LAB_DIR``.
+    Returns an exit code.
     """
+    from draas import demo_service
     from draas.cli import run_lab
-    from draas.demo_failback import failover_and_failback_of_gold
+    from draas.demo_failback import failback_of_gold, gold_tenant
 
     console = console or Console(width=140)
     lab_dir = (lab_dir or Path(os.environ.get("DRAAS_LAB_DIR") or ".lab")).resolve()
@@ -177,20 +160,29 @@ def run(lab_dir: Path | None = None, keep_lab: bool = False, console: Console | 
     started = time.monotonic()
     if run_lab("up", lab_dir, quiet=True):
         return 1
+    stack_dir = lab_dir / "stack"
     try:
         site = Site.load()
         where = site.profile_path() if site.connections == "profile" else "saved blocks"
         console.print(f"lab up in {time.monotonic() - started:.1f} s; systems from {where}")
+        # The stack's worker runs flows against this lab: it inherits the site profile's location.
+        os.environ.setdefault("DRAAS_SITE_PROFILE", str(site.profile_path()))
+        endpoints = demo_service.stack_up(stack_dir, console)
         console.print(inventory(site, zones))
         console.print(tenant_lifecycle(tenants, output_dir.resolve(), console))
         console.print(inventory(site, zones))
         console.print(protection(tenants, console))
-        console.print(drills(tenants, output_dir.resolve(), console))
-        failover_and_failback_of_gold(tenants, console)
+        demo_service.deploy_all(tenants, endpoints["work_pool"], console)
+        console.print(demo_service.drills_through_deployments(tenants, output_dir.resolve(), console))
+        gold = gold_tenant(tenants)
+        if gold is not None:
+            demo_service.failover_through_gateway(gold, endpoints["gateway_url"], console)
+            failback_of_gold(gold, console)
         if offboard:
             console.print(offboard_all(tenants))
             console.print(inventory(site, zones))
     finally:
+        demo_service.stack_down(stack_dir, console)
         if not keep_lab:
             run_lab("down", lab_dir, quiet=True)
             console.print("lab down")

@@ -1,7 +1,7 @@
-"""The demo's DR step for the Gold sample tenant: a committed planned failover, then its failback.
+"""The demo's last DR step for the Gold sample tenant: after its committed failover, the failback.
 
-Called by the demo (``make demo``) in place of the failover-and-rollback step; it goes through
-the product's flows only, like the rest of the demo.
+The failover itself is asked for through the webhook gateway (draas/demo_service.py); the
+failback goes through the product's flow, like the rest of the demo.
 """
 
 from __future__ import annotations
@@ -10,32 +10,26 @@ from rich.console import Console
 from rich.table import Table
 
 
-def failover_and_failback_of_gold(tenants: list[str], console: Console) -> None:
-    """A committed planned failover of the Gold sample tenant, then a failback home, with stage timings.
+def gold_tenant(tenants: list[str]) -> str | None:
+    """The first Gold tenant of ``tenants`` (the demo's failover and failback are its)."""
+    from draas.validation import load_tenant
+
+    return next((t for t in tenants if load_tenant(t).network.tier == "gold"), None)
+
+
+def failback_of_gold(gold: str, console: Console) -> None:
+    """After the Gold tenant's committed failover: its failback home, with stage timings.
 
     The switch-back's maintenance window opens a few seconds after the request, so the demo shows
     the run waiting for it (paused in the Prefect UI) before the VMs come back at production.
     """
     from draas.validation import load_tenant
     from flows.failback import MaintenanceWindow, failback
-    from flows.failover import failover
 
-    gold = next((t for t in tenants if load_tenant(t).network.tier == "gold"), None)
-    if gold is None:
-        return
     config = load_tenant(gold)
 
     def with_role(role: str) -> str:
         return next(p.email for p in config.authorised_persons if role in {getattr(r, "value", r) for r in p.roles})
-
-    over = failover(gold, requested_by=with_role("invoke_dr"), mode="planned", commit=True, channel="cli")
-    table = Table("VM", "wave", "outcome", "verified (s)",
-                  title=f"Planned failover of {gold} (Gold), committed: RTO {over.rto_s:.1f} s "
-                        f"(target {over.rto_target_s:g} s), RPO {over.rpo_s:.1f} s")
-    for vm in over.vms:
-        table.add_row(vm["vm"], str(vm["wave"]), vm["status"],
-                      f"{vm['verified_at']:.1f}" if vm.get("verified_at") is not None else "-")
-    console.print(table)
 
     back = failback(gold, requested_by=with_role("failback"), window=MaintenanceWindow.starting_in(20),
                     channel="cli")
