@@ -21,6 +21,7 @@ bench: setup
 	$(PY) -m benchmarks.lab_bench
 	$(PY) -m benchmarks.core_bench
 	$(PY) -m benchmarks.recovery_bench
+	$(PY) -m benchmarks.gateway_bench
 	@echo "figures: bench/results.json"
 
 lint: setup

@@ -425,7 +425,9 @@ def test_a_drill_asked_for_by_a_ticket_through_the_gateway_notes_and_resolves_th
                         headers={"Accept": "application/json"})
     incident = desk.post("/api/now/table/incident", json={"short_description": "Please run the DR test of globex",
                                                           "caller_id": CAROL}).json()["result"]
-    key = KeyStore().rotate(TENANT).current
+    keys = KeyStore().get(TENANT)
+    assert keys is not None, "onboarding created no signing key"
+    key = keys.current
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -464,6 +466,8 @@ def test_a_drill_asked_for_by_a_ticket_through_the_gateway_notes_and_resolves_th
             assert worker.poll() is None, (flows_env / "worker.log").read_text()[-3000:]
             time.sleep(2)
         assert state["state"] == "Completed", (flows_env / "worker.log").read_text()[-3000:]
+        assert state["verdict"] in ("PASS", "PASS WITH WARNINGS") and state["rto_s"] > 0, state
+        assert Path(state["reports"]["pdf"]).is_file(), state
     finally:
         if worker is not None:
             worker.terminate()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from deployments.deploy import deploy, existing, plan_deployments
 from deployments.gateway import KeyStore, build_app, sign
 from draas.state.store import StateStore
-from draas.validation import load_tenants
+from draas.validation import default_config_dir, load_tenants
 
 ALICE = "alice.archer@acme.example.com"
 
@@ -32,7 +34,7 @@ def gateway(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
     acme, globex = keys.rotate("acme"), keys.rotate("globex")
     try:
         yield {"client": TestClient(build_app(keys=keys)), "acme": acme.current, "globex": globex.current,
-               "deployment": existing()["failover/acme"].id}
+               "deployment": existing()["failover/acme"].id, "specs": specs}
     finally:
         with get_client(sync_client=True) as client:
             for d in existing().values():
@@ -41,8 +43,9 @@ def gateway(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def post(gw: dict[str, Any], body: Any, *, key: str | None = None, tenant: str = "acme", stamp: int | None = None,
-         idem: str | None = None, raw: bytes | None = None, signature: str | None = None) -> Any:
-    data = raw if raw is not None else json.dumps(body).encode()
+         idem: str | None = None, raw: bytes | None = None, signature: str | None = None,
+         ticket: str | None = None) -> Any:
+    data = raw if raw is not None else json.dumps({**body, "ticket": ticket} if ticket else body).encode()
     stamp = int(time.time()) if stamp is None else stamp
     headers = {"X-DRaaS-Timestamp": str(stamp), "Content-Type": "application/json",
                "X-DRaaS-Signature": signature or sign(key or gw["acme"], stamp, data)}
@@ -112,3 +115,70 @@ def test_every_bad_request_is_refused_with_its_status_and_audited(gateway: dict[
     assert [e.outcome for e in entries] == ["accepted"] + ["refused"] * len(cases)
     assert all(e.channel == "webhook" for e in entries)
     assert not any(gateway["acme"] in json.dumps(e.detail) for e in entries)  # the key is never recorded
+
+
+def test_a_burst_over_the_tenant_rate_limit_is_refused_with_retry_after_and_audited(gateway: dict[str, Any]) -> None:
+    frozen = [float(int(time.time()))]  # the gateway's clock stands still (no refill) until the test moves it
+    app = TestClient(build_app(keys=KeyStore(), clock=lambda: frozen[0], rate=60, burst=3))
+    limited = {**gateway, "client": app}
+    body = {"requested_by": ALICE, "parameters": {"mode": "unplanned"}}
+
+    def now() -> int:
+        return int(frozen[0])
+
+    before = len(runs_of(gateway["deployment"]))
+    store = StateStore()
+    audited = len(store.audit_log())
+    # Unsigned noise first: refused at the signature, it takes nothing from acme's budget.
+    noise = [post(limited, body, key="0" * 64, stamp=now(), idem=f"noise-{i}") for i in range(5)]
+    assert [r.status_code for r in noise] == [401] * 5
+    burst = [post(limited, {**body, "ticket": f"RL-{i}"}, stamp=now(), idem=f"rate-limit-{i}") for i in range(6)]
+    assert [r.status_code for r in burst] == [202] * 3 + [429] * 3, [r.text for r in burst]
+    for refused in burst[3:]:
+        assert "rate limit" in refused.json()["error"]
+        assert refused.headers["Retry-After"] == "1"  # 60 a minute: a token a second
+    # Another tenant's bucket is its own.
+    other = post(limited, {"requested_by": "hank.scorpio@globex.example.com", "parameters": {"mode": "unplanned"}},
+                 key=gateway["globex"], tenant="globex", stamp=now(), idem="rate-limit-globex")
+    assert other.status_code == 202, other.text
+    # After Retry-After, acme gets through again.
+    frozen[0] += int(burst[-1].headers["Retry-After"])
+    later = post(limited, {**body, "ticket": "RL-later"}, stamp=now(), idem="rate-limit-later")
+    assert later.status_code == 202, later.text
+
+    runs = runs_of(gateway["deployment"])
+    assert len(runs) == before + 4  # three of the burst and the one after Retry-After; none of the refused
+    assert {r.parameters.get("ticket") for r in runs} >= {"RL-0", "RL-1", "RL-2", "RL-later"}
+    assert not {"RL-3", "RL-4", "RL-5"} & {r.parameters.get("ticket") for r in runs}
+    entries = store.audit_log()[audited:]
+    assert [(e.tenant_id, e.outcome, e.detail.get("status")) for e in entries] == (
+        [("acme", "refused", 401)] * 5 + [("acme", "accepted", None)] * 3 + [("acme", "refused", 429)] * 3
+        + [("globex", "accepted", None), ("acme", "accepted", None)])
+    assert all(e.channel == "webhook" for e in entries)
+
+
+def test_a_changed_config_and_a_recreated_deployment_are_seen_by_the_next_request(
+        gateway: dict[str, Any], tmp_path: Path) -> None:
+    """What the gateway keeps between requests (validated configs, deployment ids) never goes stale."""
+    configs = tmp_path / "configs"
+    shutil.copytree(default_config_dir(), configs)
+    app = {**gateway, "client": TestClient(build_app(keys=KeyStore(), config_dir=str(configs)))}
+    bob = {"requested_by": "bob.baker@acme.example.com", "parameters": {"mode": "unplanned"}}
+    assert post(app, {**bob, "requested_by": ALICE}, idem="cache-1", ticket="C1").status_code == 202
+    refused = post(app, bob, idem="cache-2", ticket="C2")  # from the config it kept
+    assert refused.status_code == 403 and "invoke_dr" in refused.json()["error"]
+    acme = configs / "tenants" / "acme.yaml"
+    acme.write_text(acme.read_text().replace("roles: [request_drill, receive_reports]",
+                                             "roles: [invoke_dr, request_drill, receive_reports]", 1))
+    assert post(app, bob, idem="cache-3", ticket="C3").status_code == 202  # Bob has the role now
+
+    hank = {"requested_by": "hank.scorpio@globex.example.com", "parameters": {"mode": "unplanned"}}
+    assert post(app, hank, key=gateway["globex"], tenant="globex", idem="cache-4", ticket="C4").status_code == 202
+    with get_client(sync_client=True) as client:
+        client.delete_deployment(existing()["failover/globex"].id)
+    gone = post(app, hank, key=gateway["globex"], tenant="globex", idem="cache-5", ticket="C5")
+    assert gone.status_code == 404 and "no deployment failover/globex" in gone.json()["error"]
+    deploy(gateway["specs"], "draas-gateway-test")  # created again: a new id
+    again = post(app, hank, key=gateway["globex"], tenant="globex", idem="cache-6", ticket="C6")
+    assert again.status_code == 202, again.text
+    assert [str(r.id) for r in runs_of(existing()["failover/globex"].id)] == [again.json()["run_id"]]
