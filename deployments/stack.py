@@ -59,6 +59,8 @@ DEFAULT_WORK_POOL = "draas"
 DEFAULT_TIMEOUT_S = 90.0
 #: How often a worker asks for scheduled runs: a run submitted in the UI starts within seconds.
 WORKER_QUERY_SECONDS = 2
+#: How far ahead the server's scheduler creates runs: 13 months, so both of a tenant's next drills show.
+SCHEDULE_AHEAD_DAYS = 396
 HOST = "127.0.0.1"
 #: Environment variables that may carry the Prefect API's basic-auth string ("user:password").
 AUTH_ENV = ("PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
@@ -536,7 +538,10 @@ def _start(state: StackState, stack_dir: Path, opts: StackOptions, db_url: str |
     port = int(state.prefect_api_url.rsplit(":", 1)[1].split("/")[0])
     server_env = {**child_env, "PREFECT_SERVER_UI_API_URL": state.prefect_api_url,
                   "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port),
-                  "PREFECT_SERVER_UI_ENABLED": "true"}
+                  "PREFECT_SERVER_UI_ENABLED": "true",
+                  # Drills are about six months apart: the scheduler looks 13 months ahead (Prefect's
+                  # default is 100 days), so the next two drills are Scheduled runs the UI shows.
+                  "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_SCHEDULED_TIME": f"P{SCHEDULE_AHEAD_DAYS}D"}
     server_env.pop("PREFECT_API_URL", None)  # the server is the API; its own client settings are its defaults
     server_env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
     server_env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,29 @@ def test_deploy_reaches_the_stack_and_a_run_of_a_deployment_completes_against_th
     finally:
         store.dispose()
     assert (out / "initech" / "dr-plan.md").is_file()
+
+
+def test_the_servers_scheduler_turns_the_schedules_into_scheduled_runs(stack: Stack) -> None:
+    """The drills' dates and the watch's interval become Scheduled runs on the server (not only definitions)."""
+    from deployments.schedules import next_drills
+    from draas.validation import load_tenant
+
+    api = stack.state()["prefect_api_url"]
+
+    def scheduled(name: str) -> list[dict[str, Any]]:
+        deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10).json()
+        return httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+            "deployments": {"id": {"any_": [deployment["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "sort": "EXPECTED_START_TIME_ASC"}).json()
+
+    deadline = time.monotonic() + 120
+    while not ((drills := scheduled("drill/initech")) and scheduled("watch-protection/initech")):
+        assert time.monotonic() < deadline, "the scheduler made no runs (see the stack's prefect-server.log)"
+        time.sleep(3)
+    expected = [slot.utc for slot in next_drills(load_tenant("initech"))]
+    starts = [datetime.fromisoformat(r["expected_start_time"]) for r in drills]
+    assert starts[: len(expected)] == expected
+    assert all(r["parameters"]["tenant"] == "initech" for r in drills)
 
 
 def test_bad_options_are_refused_naming_the_option_and_never_the_secret(stack: Stack) -> None:
