@@ -267,10 +267,15 @@ class PrefectRuns:
     longer knows (deleted, or deleted and created again) is looked up again once.
     """
 
+    #: How long, and for how many keys, an accepted run is remembered by its Idempotency-Key.
+    REMEMBER_S = 24 * 3600
+    REMEMBER_MAX = 10_000
+
     def __init__(self) -> None:
         self._client: Any = None
         self._deployments: dict[str, UUID] = {}
         self._lock = threading.Lock()
+        self._accepted: dict[tuple[str, str], tuple[float, Any]] = {}  # insertion order = age
 
     def client(self) -> Any:
         with self._lock:
@@ -289,10 +294,29 @@ class PrefectRuns:
             client.__exit__(None, None, None)
 
     def create(self, flow_name: str, tenant: str, parameters: dict[str, Any], idempotency_key: str | None) -> Any:
-        """A run of ``<flow_name>/<tenant>`` (the same run again for an ``idempotency_key`` already used)."""
+        """A run of ``<flow_name>/<tenant>`` (the same run again for an ``idempotency_key`` already used).
+
+        Prefect keeps the idempotency (``gateway:<tenant>:<key>`` per deployment), so it holds across
+        gateway processes; this process also remembers the runs it accepted, and answers a retry
+        from memory (the run as it was when first accepted).
+        """
+        name = f"{flow_name}/{tenant}"
+        if idempotency_key:  # a retry this process answered before: the same run, without asking Prefect
+            with self._lock:
+                hit = self._accepted.get((name, idempotency_key))
+            if hit is not None and time.monotonic() - hit[0] < self.REMEMBER_S:
+                return hit[1]
+        flow_run = self._create(name, tenant, parameters, idempotency_key)
+        if idempotency_key:
+            with self._lock:
+                self._accepted[(name, idempotency_key)] = (time.monotonic(), flow_run)
+                while len(self._accepted) > self.REMEMBER_MAX:
+                    del self._accepted[next(iter(self._accepted))]
+        return flow_run
+
+    def _create(self, name: str, tenant: str, parameters: dict[str, Any], idempotency_key: str | None) -> Any:
         from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-        name = f"{flow_name}/{tenant}"
         client = self.client()
         for attempt in (1, 2):
             deployment_id = self._deployments.get(name)

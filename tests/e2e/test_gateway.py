@@ -68,6 +68,10 @@ def test_a_signed_request_starts_exactly_one_run_and_a_retry_gets_the_same(gatew
     time.sleep(1.1)  # a retry is a new request: new timestamp, new signature
     again = post(gateway, body, idem="INC0012345-1")
     assert again.status_code == 202 and again.json()["run_id"] == run_id
+    # another gateway process (nothing remembered): Prefect's idempotency key gives the same run
+    with TestClient(build_app(keys=KeyStore())) as fresh:
+        third = post({**gateway, "client": fresh}, body, idem="INC0012345-1")
+    assert third.status_code == 202 and third.json()["run_id"] == run_id
     runs = runs_of(gateway["deployment"])
     assert [str(r.id) for r in runs] == [run_id]
     assert runs[0].parameters["requested_by"] == ALICE and runs[0].parameters["channel"] == "webhook"
