@@ -20,6 +20,7 @@ from draas.cli import app
 from draas.site import Site
 from draas.state.store import StateStore
 from e2e.prefect_api import artifacts_of
+from e2e.tenants import protected_tenant
 
 TENANT = "acme"
 GROUPS = ["acme-windows", "acme-linux"]
@@ -31,18 +32,8 @@ QUARANTINE = "acme-quarantine"
 @pytest.fixture(scope="module")
 def protected(flows_env: Path) -> Iterator[None]:
     """The tenant onboarded, its container built and its groups protected; offboarded afterwards."""
-    from flows.offboard import offboard_tenant
-    from flows.onboard import onboard_tenant
-    from flows.preprovision import preprovision_container
-    from flows.protection import setup_protection
-
-    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
-    try:
-        preprovision_container(TENANT)
-        setup_protection(TENANT, sync_timeout_s=60)
+    with protected_tenant(TENANT, flows_env / "out", sync_timeout_s=60):
         yield
-    finally:
-        offboard_tenant(TENANT)
 
 
 def protected_vcenter():  # type: ignore[no-untyped-def]
