@@ -27,6 +27,7 @@ from draas.site import Site
 from draas.state.store import StateStore
 from draas.validation import load_tenant
 from e2e.snapshots import device_snapshot, vcenter_snapshot
+from e2e.tenants import protected_tenant
 from lab.state import LabState
 
 TENANT = "globex"
@@ -46,18 +47,8 @@ def site(lab: LabState) -> Site:
 @pytest.fixture(scope="module")
 def protected(flows_env: Path, site: Site) -> Iterator[Path]:
     """globex onboarded, its container built and its groups protected; everything removed afterwards."""
-    from flows.offboard import offboard_tenant
-    from flows.onboard import onboard_tenant
-    from flows.preprovision import preprovision_container
-    from flows.protection import setup_protection
-
-    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
-    try:
-        preprovision_container(TENANT)
-        setup_protection(TENANT, sync_timeout_s=120)
-        yield flows_env / "out"
-    finally:
-        offboard_tenant(TENANT)
+    with protected_tenant(TENANT, flows_env / "out") as out:
+        yield out
 
 
 class NicWatcher:

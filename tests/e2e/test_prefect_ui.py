@@ -36,6 +36,7 @@ from deployments.deploy import plan_deployments
 from draas.reports.drill_model import DrillReportData
 from draas.state.store import StateStore
 from draas.validation import load_tenants
+from e2e.tenants import protected_tenant
 from flows import FLOWS, TENANTLESS
 from lab.state import LabState
 
@@ -125,18 +126,8 @@ def deployed(stack: Stack) -> Stack:
 @pytest.fixture(scope="module")
 def protected(flows_env: Path) -> Iterator[Path]:
     """initech onboarded, its container built and its groups protected (in-process); everything removed afterwards."""
-    from flows.offboard import offboard_tenant
-    from flows.onboard import onboard_tenant
-    from flows.preprovision import preprovision_container
-    from flows.protection import setup_protection
-
-    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
-    try:
-        preprovision_container(TENANT)
-        setup_protection(TENANT, sync_timeout_s=120)
-        yield flows_env / "out"
-    finally:
-        offboard_tenant(TENANT)
+    with protected_tenant(TENANT, flows_env / "out") as out:
+        yield out
 
 
 @pytest.fixture(scope="module")
