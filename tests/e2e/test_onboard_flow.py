@@ -140,6 +140,7 @@ def test_onboard_acme_then_rerun_changes_nothing(env: Env, lab: LabState, captur
 
     # Both secret blocks exist with strong values.
     key, psk = secret_value("acme-webhook-signing-key"), secret_value("acme-ipsec-psk")
+    stored_key = key  # as the block holds it; the re-run must leave it untouched
     if isinstance(key, dict):  # rotated by `draas gateway key --rotate` (an earlier module): {"current": ...}
         assert len(key["current"]) == 64
         key = key["current"]
@@ -179,7 +180,7 @@ def test_onboard_acme_then_rerun_changes_nothing(env: Env, lab: LabState, captur
     stored = {s.step: s for s in env.store.steps(second.run_id)}
     assert stored["ensure_tenant_secrets"].changed is False
     assert sorted(stored["ensure_tenant_secrets"].detail["existing"]) == ["acme-ipsec-psk", "acme-webhook-signing-key"]
-    assert (secret_value("acme-webhook-signing-key"), secret_value("acme-ipsec-psk")) == (key, psk)
+    assert (secret_value("acme-webhook-signing-key"), secret_value("acme-ipsec-psk")) == (stored_key, psk)
     assert [r.number for r in change_records(lab, "onboard-acme")] == [first.change_number]
     assert second.change_number == first.change_number
     assert (md.stat().st_mtime_ns, html.stat().st_mtime_ns) == mtimes
