@@ -158,8 +158,7 @@ def deploy(specs: list[DeploymentSpec], work_pool: str, *, dry_run: bool = False
                 name=spec.name, parameters=spec.parameters, tags=spec.tags, description=spec.description,
                 schedules=[_schedule(s) for s in spec.schedules] or None, work_pool_name=work_pool,
                 concurrency_limit=spec.concurrency_limit,
-                # a process worker runs flows in a scratch directory unless told where the project is
-                job_variables={"working_dir": str(root)})
+                job_variables=job_variables(root))
             deployment.apply(work_pool_name=work_pool)
     finally:
         os.chdir(cwd)
@@ -167,6 +166,21 @@ def deploy(specs: list[DeploymentSpec], work_pool: str, *, dry_run: bool = False
         for name in changes["delete"]:
             client.delete_deployment(have[name].id)
     return changes
+
+
+def job_variables(root: Path) -> dict[str, str]:
+    """What the process worker needs to start one of our flow runs quickly.
+
+    ``working_dir``: a process worker runs flows in a scratch directory unless told where the project is.
+    ``command``: without one, Prefect 3.8's process worker first starts a workspace supervisor (a Python
+    process that imports Prefect, about 1.7 s here) which then starts the engine process; naming the
+    engine command starts the engine directly, with this interpreter, and the run reaches Running that
+    much sooner. The engine still loads the flow from the deployment's entrypoint in ``working_dir``.
+    """
+    import shlex
+    import sys
+
+    return {"working_dir": str(root), "command": f"{shlex.quote(sys.executable)} -m prefect.engine"}
 
 
 def write_prefect_yaml(specs: list[DeploymentSpec], work_pool: str, path: Path) -> Path:
