@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from draas.site import Site
 
 
 @contextmanager
@@ -26,3 +30,12 @@ def protected_tenant(tenant: str, output_dir: Path, *, sync_timeout_s: float = 1
         if before_offboard is not None:
             before_offboard()
         offboard_tenant(tenant)
+
+
+def destroy_recovered(site: Site, tenant: str, machines: Collection[str]) -> None:
+    """Remove ``tenant``'s committed recoveries of ``machines`` from the recovery vCenter: they belong to no
+    ledger, so offboarding would not remove them."""
+    with site.vcenter_block("recovery").get_client() as vc:
+        for vm in vc.list_vms(tenant):
+            if vm.name in machines:
+                vc.destroy_vm(f"{tenant}/{vm.name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +42,9 @@ def test_deploy_creates_updates_and_removes_per_tenant_deployments(prefect_harne
         assert failover.parameters == {"tenant": "acme"} and failover.work_pool_name == POOL
         assert failover.concurrency_limit == 1 or failover.global_concurrency_limit is not None
         # The worker starts the engine directly (no workspace supervisor process first), in the project.
-        assert failover.job_variables == {"working_dir": str(Path(__file__).resolve().parents[2]),
-                                          "command": f"{sys.executable} -m prefect.engine"}
+        assert failover.job_variables["working_dir"] == str(Path(__file__).resolve().parents[2])
+        assert shlex.split(failover.job_variables["command"]) == [sys.executable, "-m", "prefect.engine"]
+        assert set(failover.job_variables) == {"working_dir", "command"}
         for tenant in tenants:
             if "drill" not in FLOWS:
                 break

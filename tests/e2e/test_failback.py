@@ -23,6 +23,7 @@ from draas.cutover import CutoverPlan, plan_cutover
 from draas.site import Site
 from draas.state.store import StateStore
 from draas.validation import load_catalog, load_tenant
+from e2e.tenants import destroy_recovered, protected_tenant
 from lab.state import LabState
 
 try:  # the snapshots may live in their own module or beside the cutover tests
@@ -51,22 +52,9 @@ def cutover_plan(site: Site) -> CutoverPlan:
 @pytest.fixture(scope="module")
 def protected(flows_env: Path, site: Site) -> Iterator[None]:
     """acme onboarded, its container built and its groups protected; everything removed afterwards."""
-    from flows.offboard import offboard_tenant
-    from flows.onboard import onboard_tenant
-    from flows.preprovision import preprovision_container
-    from flows.protection import setup_protection
-
-    onboard_tenant(TENANT, output_dir=str(flows_env / "out"))
-    try:
-        preprovision_container(TENANT)
-        setup_protection(TENANT, sync_timeout_s=120)
+    with protected_tenant(TENANT, flows_env / "out",
+                          before_offboard=lambda: destroy_recovered(site, TENANT, MACHINES)):
         yield
-    finally:
-        with site.vcenter_block("recovery").get_client() as vc:  # committed recoveries belong to no ledger
-            for vm in vc.list_vms(TENANT):
-                if vm.name in MACHINES:
-                    vc.destroy_vm(f"{TENANT}/{vm.name}")
-        offboard_tenant(TENANT)
 
 
 def site_vms(site: Site, which: str) -> dict[str, Any]:
